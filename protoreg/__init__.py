@@ -1,0 +1,83 @@
+"""protoreg: custom URL schemes with origin isolation.
+
+Extensions declare schemes in a WebExtension-style ``manifest.json``; their ``handleRequest`` scripts run in
+sandboxed worker processes; protoreg applies WHATWG URL rules, origins, CSP, CORS and Secure-Contexts trust in the
+parent. See README.md and docs/.
+
+Names are imported lazily (PEP 562) so that ``from protoreg import Response`` inside a worker does not pull in the
+parent-side machinery (pydantic, aiohttp).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "Extension": "protoreg.registry",
+    "FetchResponse": "protoreg.response",
+    "HandlerError": "protoreg.errors",
+    "HandlerTimeout": "protoreg.errors",
+    "InstallError": "protoreg.errors",
+    "InvalidURL": "protoreg.errors",
+    "ManifestError": "protoreg.errors",
+    "ManifestProblem": "protoreg.errors",
+    "Origin": "protoreg.origins",
+    "PermissionDenied": "protoreg.errors",
+    "PolicyError": "protoreg.errors",
+    "ProtoregError": "protoreg.errors",
+    "Registry": "protoreg.registry",
+    "Request": "protoreg.messages",
+    "Response": "protoreg.messages",
+    "SandboxError": "protoreg.errors",
+    "SchemeEntry": "protoreg.registry",
+    "Session": "protoreg.session",
+    "TooManyRedirects": "protoreg.session",
+    "UnknownScheme": "protoreg.errors",
+    "WorkerConfig": "protoreg.worker.config",
+    "WorkerCrashed": "protoreg.errors",
+}
+_SUBMODULES = ("cors", "csp")
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"protoreg.{name}")
+    raise AttributeError(f"module 'protoreg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:
+    from protoreg import cors, csp
+    from protoreg.errors import (
+        HandlerError,
+        HandlerTimeout,
+        InstallError,
+        InvalidURL,
+        ManifestError,
+        ManifestProblem,
+        PermissionDenied,
+        PolicyError,
+        ProtoregError,
+        SandboxError,
+        UnknownScheme,
+        WorkerCrashed,
+    )
+    from protoreg.messages import Request, Response
+    from protoreg.origins import Origin
+    from protoreg.registry import Extension, Registry, SchemeEntry
+    from protoreg.response import FetchResponse
+    from protoreg.session import Session, TooManyRedirects
+    from protoreg.worker.config import WorkerConfig

@@ -1,0 +1,372 @@
+"""The binary framed protocol between the parent and a worker process.
+
+Every frame is a 10-byte header followed by a payload::
+
+    type: u8 | flags: u8 | stream: u32 (big-endian) | length: u32 | payload[length]
+
+Control payloads (heads, errors, capability calls) are UTF-8 JSON objects; body chunks are raw bytes. Nothing is
+ever pickled. Each request is a *stream*; body data in both directions is flow-controlled with per-stream credit
+(HTTP/2 style): a sender may have at most ``window`` unacknowledged bytes in flight, and the receiver returns credit
+with a WINDOW frame as its consumer reads. A slow reader therefore stops the writer on the other side of the
+process boundary, and no side buffers a whole body.
+
+The parent treats anything unexpected from a worker (unknown type, oversized frame, bad JSON, data for a stream
+that was never opened, credit overflow) as a compromise: :class:`ProtocolViolation` is raised and the worker is
+killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import struct
+from collections.abc import Callable
+from enum import IntEnum
+from typing import Any, Final
+
+__all__ = [
+    "DEFAULT_WINDOW",
+    "MAX_CHUNK",
+    "Channel",
+    "FrameType",
+    "InboundBody",
+    "ProtocolViolation",
+    "encode_frame",
+    "recv_frame_blocking",
+]
+
+HEADER: Final = struct.Struct("!BBII")
+MAX_CHUNK: Final = 256 * 1024          # largest DATA payload a sender produces
+MAX_CONTROL: Final = 256 * 1024        # largest JSON payload accepted from a peer
+MAX_INIT: Final = 256 * 1024 * 1024    # INIT carries the bundle's verified files (parent -> worker only)
+DEFAULT_WINDOW: Final = 2 * 1024 * 1024
+_CREDIT: Final = struct.Struct("!I")
+
+
+class FrameType(IntEnum):
+    HELLO = 1       # w->p  JSON {pid, sandbox}
+    INIT = 2        # p->w  JSON header + files (see worker.bootstrap)
+    REQUEST = 3     # p->w  JSON {method, url, headers, origin, body}
+    RESPONSE = 4    # w->p  JSON {status, headers}
+    DATA = 5        # both  body bytes
+    END = 6         # both  end of body
+    WINDOW = 7      # both  u32 credit returned
+    ERROR = 8       # w->p  JSON {status, message}
+    ABORT = 9       # p->w  cancel the stream's handler
+    CALL = 10       # w->p  JSON capability call
+    RESULT = 11     # p->w  JSON capability result
+    SHUTDOWN = 12   # p->w  finish and exit
+
+
+class ProtocolViolation(Exception):
+    """The peer sent something the protocol does not allow (internal; the parent kills the worker)."""
+
+
+def encode_frame(ftype: FrameType, stream: int, payload: bytes = b"", flags: int = 0) -> bytes:
+    return HEADER.pack(ftype, flags, stream, len(payload)) + payload
+
+
+def encode_json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_json(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_CONTROL:
+        raise ProtocolViolation(f"control payload of {len(payload)} bytes exceeds {MAX_CONTROL}")
+    try:
+        obj = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolViolation(f"control payload is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolViolation("control payload is not a JSON object")
+    return obj
+
+
+def recv_exactly_blocking(sock: Any, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(n - len(buf), 1 << 20))
+        if not chunk:
+            raise EOFError("channel closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_frame_blocking(sock: Any, max_size: int = MAX_INIT) -> tuple[int, int, int, bytes]:
+    """Read one frame from a blocking socket (used by the worker bootstrap before any event loop exists)."""
+    ftype, flags, stream, length = HEADER.unpack(recv_exactly_blocking(sock, HEADER.size))
+    if length > max_size:
+        raise ProtocolViolation(f"frame of {length} bytes exceeds {max_size}")
+    return ftype, flags, stream, recv_exactly_blocking(sock, length)
+
+
+class InboundBody:
+    """Body chunks received for one stream, consumed as an async iterator; returns credit as it is read."""
+
+    __slots__ = ("_chunks", "_done", "_error", "_return_credit", "_waiter")
+
+    def __init__(self, return_credit: Callable[[int, bool], None]) -> None:
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._done = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._return_credit = return_credit
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def feed(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._wake()
+
+    def feed_eof(self) -> None:
+        self._done = True
+        self._wake()
+
+    def set_exception(self, exc: BaseException) -> None:
+        if not self._done:
+            self._error = exc
+            self._done = True
+            self._wake()
+
+    @property
+    def finished(self) -> bool:
+        return self._done and not self._chunks
+
+    def __aiter__(self) -> InboundBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self._chunks:
+            if self._done:
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        chunk = self._chunks.popleft()
+        self._return_credit(len(chunk), not self._chunks)
+        return chunk
+
+
+class _Outbound:
+    __slots__ = ("credit", "waiter")
+
+    def __init__(self, credit: int) -> None:
+        self.credit = credit
+        self.waiter: asyncio.Future[None] | None = None
+
+
+class Channel(asyncio.Protocol):
+    """One end of a framed connection. Control frames go to ``on_frame``; DATA/END/WINDOW are handled here.
+
+    ``strict`` (the parent's side) turns any protocol misuse into :class:`ProtocolViolation` reported through
+    ``on_violation``; the worker side is lenient about late frames for streams it already finished.
+    """
+
+    def __init__(
+        self,
+        on_frame: Callable[[int, int, bytes], None],
+        on_lost: Callable[[BaseException | None], None],
+        *,
+        window: int = DEFAULT_WINDOW,
+        max_frame: int = MAX_CHUNK + 1024,
+        strict: bool = False,
+        on_violation: Callable[[ProtocolViolation], None] | None = None,
+    ) -> None:
+        self._on_frame = on_frame
+        self._on_lost = on_lost
+        self._on_violation = on_violation
+        self._window = window
+        self._max_frame = max_frame
+        self._strict = strict
+        self._buf = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._inbound: dict[int, InboundBody] = {}
+        self._unacked: dict[int, int] = {}
+        self._consumed_acc: dict[int, int] = {}
+        self._outbound: dict[int, _Outbound] = {}
+        #: Highest stream id this side has opened; the strict side treats frames for higher ids as violations.
+        self.max_stream = 0
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self.closed = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        err = ConnectionResetError("channel closed")
+        for body in self._inbound.values():
+            body.set_exception(err)
+        for out in self._outbound.values():
+            if out.waiter is not None and not out.waiter.done():
+                out.waiter.set_exception(err)
+        self._release_drain(err)
+        self._on_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._release_drain(None)
+
+    def _release_drain(self, err: BaseException | None) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for w in waiters:
+            if not w.done():
+                if err is None:
+                    w.set_result(None)
+                else:
+                    w.set_exception(err)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        offset = 0
+        size = len(buf)
+        try:
+            while size - offset >= HEADER.size:
+                ftype, _flags, stream, length = HEADER.unpack_from(buf, offset)
+                if length > self._max_frame:
+                    raise ProtocolViolation(f"frame of {length} bytes exceeds the {self._max_frame}-byte limit")
+                end = offset + HEADER.size + length
+                if end > size:
+                    break
+                payload = bytes(buf[offset + HEADER.size : end])
+                offset = end
+                self._dispatch(ftype, stream, payload)
+        except ProtocolViolation as exc:
+            del buf[:]
+            self._violate(exc)
+            return
+        del buf[:offset]
+
+    # -- dispatch ---------------------------------------------------------------------------------------------
+    def _violate(self, exc: ProtocolViolation) -> None:
+        if self._on_violation is not None:
+            self._on_violation(exc)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _dispatch(self, ftype: int, stream: int, payload: bytes) -> None:
+        if ftype == FrameType.DATA:
+            body = self._inbound.get(stream)
+            if body is None:
+                if self._strict and stream > self.max_stream:
+                    raise ProtocolViolation(f"DATA for stream {stream}, which was never opened")
+                return  # late data for a stream this side already aborted
+            pending = self._unacked.get(stream, 0) + len(payload)
+            if pending > self._window:
+                raise ProtocolViolation(f"stream {stream} sent {pending} bytes past its {self._window}-byte window")
+            self._unacked[stream] = pending
+            body.feed(payload)
+        elif ftype == FrameType.END:
+            body = self._inbound.pop(stream, None)
+            self._unacked.pop(stream, None)
+            self._consumed_acc.pop(stream, None)
+            if body is None:
+                if self._strict and stream > self.max_stream:
+                    raise ProtocolViolation(f"END for stream {stream}, which was never opened")
+                return
+            body.feed_eof()
+            self._on_frame(ftype, stream, payload)
+        elif ftype == FrameType.WINDOW:
+            if len(payload) != _CREDIT.size:
+                raise ProtocolViolation("WINDOW frame with a malformed payload")
+            out = self._outbound.get(stream)
+            if out is None:
+                return  # credit for a stream we already finished sending
+            (credit,) = _CREDIT.unpack(payload)
+            out.credit += credit
+            if out.credit > self._window:
+                raise ProtocolViolation(f"stream {stream} returned more credit than was sent")
+            if out.waiter is not None and not out.waiter.done():
+                out.waiter.set_result(None)
+        else:
+            self._on_frame(ftype, stream, payload)
+
+    # -- sending ----------------------------------------------------------------------------------------------
+    def send(self, ftype: FrameType, stream: int, payload: bytes = b"") -> None:
+        if self._transport is None or self.closed:
+            raise ConnectionResetError("channel closed")
+        self._transport.write(HEADER.pack(ftype, 0, stream, len(payload)) + payload)
+
+    def send_json(self, ftype: FrameType, stream: int, obj: Any) -> None:
+        self.send(ftype, stream, encode_json(obj))
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ConnectionResetError("channel closed")
+        if self._write_paused:
+            fut = asyncio.get_running_loop().create_future()
+            self._drain_waiters.append(fut)
+            await fut
+
+    def open_inbound(self, stream: int) -> InboundBody:
+        body = InboundBody(lambda n, drained: self._consumed(stream, n, drained))
+        self._inbound[stream] = body
+        return body
+
+    def close_inbound(self, stream: int, exc: BaseException | None = None) -> None:
+        body = self._inbound.pop(stream, None)
+        self._unacked.pop(stream, None)
+        self._consumed_acc.pop(stream, None)
+        if body is not None and exc is not None:
+            body.set_exception(exc)
+
+    def _consumed(self, stream: int, n: int, drained: bool) -> None:
+        """Return credit as the consumer reads: in batches, or at once when it has caught up."""
+        if stream not in self._inbound or self.closed:
+            return
+        total = self._consumed_acc.get(stream, 0) + n
+        if total >= self._window // 4 or drained:
+            self._consumed_acc.pop(stream, None)
+            self._unacked[stream] = self._unacked.get(stream, 0) - total
+            self.send(FrameType.WINDOW, stream, _CREDIT.pack(total))
+        else:
+            self._consumed_acc[stream] = total
+
+    def open_outbound(self, stream: int) -> None:
+        self._outbound[stream] = _Outbound(self._window)
+
+    def close_outbound(self, stream: int) -> None:
+        out = self._outbound.pop(stream, None)
+        if out is not None and out.waiter is not None and not out.waiter.done():
+            out.waiter.set_exception(ConnectionAbortedError("stream closed"))
+
+    async def send_data(self, stream: int, data: bytes | bytearray | memoryview) -> None:
+        """Send a body chunk, waiting for credit and for the transport to drain (backpressure)."""
+        view = memoryview(data)
+        while view:
+            out = self._outbound.get(stream)
+            if out is None:
+                raise ConnectionAbortedError("stream closed")
+            if out.credit <= 0:
+                out.waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await out.waiter
+                finally:
+                    out.waiter = None
+                continue
+            n = min(len(view), out.credit, MAX_CHUNK)
+            out.credit -= n
+            self.send(FrameType.DATA, stream, bytes(view[:n]))
+            view = view[n:]
+            await self.drain()
+
+    def end_data(self, stream: int) -> None:
+        self._outbound.pop(stream, None)
+        self.send(FrameType.END, stream)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()

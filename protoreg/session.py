@@ -1,0 +1,259 @@
+"""``Session``: fetch custom-scheme URLs from Python with browser-grade semantics.
+
+One ``fetch`` is: resolve the URL (WHATWG, port stripped) -> look up the scheme -> decide origin policy in the
+parent (mode, CORS preflight) -> dispatch to the extension's worker -> apply policy to the response (CORS check and
+filtering, CSP merged with the baseline, trust) -> follow redirects like Fetch (at most 20).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from multidict import CIMultiDict
+from yarl import URL
+
+from protoreg import cors, csp
+from protoreg.errors import HandlerError, HandlerTimeout, InvalidURL, PolicyError
+from protoreg.origins import Origin
+from protoreg.response import FetchResponse, ResponseType
+from protoreg.worker.config import WorkerConfig
+from protoreg.worker.manager import WorkerManager
+
+if TYPE_CHECKING:
+    from protoreg.registry import Registry, SchemeEntry
+
+__all__ = ["Mode", "Session", "TooManyRedirects"]
+
+Mode = Literal["cors", "no-cors", "same-origin", "navigate"]
+_MODES = ("cors", "no-cors", "same-origin", "navigate")
+_REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 20
+
+
+class TooManyRedirects(HandlerError):
+    """More than 20 redirects (Fetch's limit)."""
+
+    status = 502
+
+
+def _csp_policy_of(entry: SchemeEntry) -> str | None:
+    policy = entry.extension.manifest.content_security_policy
+    return getattr(policy, "protocol_pages", None) if policy is not None else None
+
+
+class Session:
+    """Fetch custom-scheme URLs through sandboxed handler workers::
+
+        async with protoreg.Session(reg) as session:
+            resp = await session.fetch("ipfs://bafy.../", origin="web+a://x", mode="cors")
+    """
+
+    def __init__(self, registry: Registry, config: WorkerConfig | None = None, **options: Any) -> None:
+        self.registry = registry
+        self.config = config or WorkerConfig(**options)
+        self.workers = WorkerManager(registry, self.config)
+        self._started = False
+
+    async def __aenter__(self) -> Session:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if not self._started:
+            self._started = True
+            await self.workers.start()
+
+    async def close(self) -> None:
+        """Stop every worker; no child process or descriptor is left behind."""
+        await self.workers.close()
+
+    # -- fetch ------------------------------------------------------------------------------------------------
+    async def fetch(
+        self,
+        url: str | URL,
+        *,
+        method: str = "GET",
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        body: bytes | str | AsyncIterable[bytes] | None = None,
+        origin: str | Origin | None = None,
+        mode: Mode = "cors",
+        redirect: Literal["follow", "manual"] = "follow",
+        credentials: bool = False,
+        timeout: float | None = None,
+    ) -> FetchResponse:
+        """Fetch ``url`` as the initiator ``origin`` (None: no initiator, e.g. the user typed it).
+
+        Raises InvalidURL, UnknownScheme, or PolicyError (blocked by mode/CORS, like fetch()'s network error).
+        Handler faults are responses: status 500 (raised), 502 (bad response, crash) or 504 (timeout), with
+        ``type == "error"`` and the cause in ``resp.error``.
+        """
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
+        await self.start()
+        reg = self.registry
+        initiator = self._initiator(origin)
+        current = reg.resolve(str(url))
+        method = method.upper()
+        hdrs: CIMultiDict[str] = CIMultiDict(list(headers.items()) if isinstance(headers, Mapping)
+                                             else list(headers or ()))
+        payload: bytes | AsyncIterable[bytes] | None = body.encode() if isinstance(body, str) else body
+        timeout = self.config.request_timeout if timeout is None else timeout
+        tainting: ResponseType = "basic"
+        redirected = False
+        for _ in range(MAX_REDIRECTS + 1):
+            entry = reg.lookup(current.scheme)
+            target = reg.origin(current)
+            cross = initiator is not None and not initiator.same_origin(target)
+            if cross:
+                tainting = self._admit_cross_origin(mode, method, hdrs, initiator, current, tainting)  # type: ignore[arg-type]
+                if tainting == "cors" and (cors.needs_preflight(method, hdrs.items())):
+                    await self._preflight(entry, current, method, hdrs, initiator, credentials, timeout)  # type: ignore[arg-type]
+            resp = await self._send(entry, current, method, hdrs, payload, initiator, cross, timeout)
+            if isinstance(resp, FetchResponse):  # handler fault, as an error response
+                resp.redirected = redirected
+                return resp
+            status, rheaders, stream = resp
+            location = CIMultiDict(rheaders).get("Location")
+            if status in _REDIRECTS and location is not None and redirect == "follow":
+                if tainting == "cors":
+                    self._cors_check(stream, rheaders, initiator, credentials, current)  # type: ignore[arg-type]
+                try:
+                    nxt = reg.resolve(location, base=str(current))
+                except InvalidURL:
+                    stream.abort()
+                    raise
+                if nxt.scheme in reg.schemes:
+                    stream.abort()
+                    if isinstance(payload, AsyncIterable) and status in (307, 308):
+                        raise PolicyError(f"{current} redirected a streamed request body with {status}; a stream "
+                                          "can't be replayed. Send the body as bytes to allow 307/308 redirects")
+                    if (status == 303 and method not in ("GET", "HEAD")) or (status in (301, 302)
+                                                                             and method == "POST"):
+                        method, payload = "GET", None
+                        for name in ("Content-Type", "Content-Length", "Content-Encoding", "Content-Language",
+                                     "Content-Location"):
+                            hdrs.popall(name, None)
+                    current, redirected = nxt, True
+                    continue
+                # A redirect to a scheme no extension handles (e.g. a uriTemplate's https URL) is returned as is.
+            return self._finish(entry, current, status, rheaders, stream, method, tainting, initiator,
+                                credentials, timeout, redirected)
+        raise TooManyRedirects(f"fetching {url} was redirected more than {MAX_REDIRECTS} times (last: {current})")
+
+    def _initiator(self, origin: str | Origin | None) -> Origin | None:
+        if origin is None or isinstance(origin, Origin):
+            return origin
+        if origin == "null":
+            return Origin.opaque()
+        return self.registry.origin(origin)
+
+    @staticmethod
+    def _admit_cross_origin(mode: str, method: str, hdrs: CIMultiDict[str], initiator: Origin, url: URL,
+                            tainting: ResponseType) -> ResponseType:
+        who = initiator.serialize()
+        if mode == "same-origin":
+            raise PolicyError(f"fetch from {who} to {url} was blocked: mode 'same-origin' forbids cross-origin "
+                              "requests. Use mode='cors' and have the handler send Access-Control-Allow-Origin")
+        if mode == "no-cors":
+            if not cors.is_cors_safelisted_method(method):
+                raise PolicyError(f"fetch from {who} to {url} was blocked: mode 'no-cors' only allows GET, HEAD "
+                                  f"and POST, not {method}. Use mode='cors' for other methods")
+            return "opaque"
+        if mode == "cors" and tainting != "opaque":
+            return "cors"
+        return tainting
+
+    async def _preflight(self, entry: SchemeEntry, url: URL, method: str, hdrs: CIMultiDict[str],
+                         initiator: Origin, credentials: bool, timeout: float) -> None:
+        pre = cors.preflight_request_headers(initiator.serialize(), method, hdrs.items())
+        resp = await self._send(entry, url, "OPTIONS", CIMultiDict(pre), None, initiator, True, timeout,
+                                preflight=True)
+        if isinstance(resp, FetchResponse):
+            raise PolicyError(f"CORS preflight for {method} {url} failed: the handler answered {resp.status} "
+                              f"({resp.error}). The actual request was not sent")
+        status, rheaders, stream = resp
+        stream.abort()
+        cors.check_preflight(status, CIMultiDict(rheaders), origin=initiator.serialize(), method=method,
+                             request_headers=hdrs.items(), credentials=credentials, url=str(url))
+
+    async def _send(self, entry: SchemeEntry, url: URL, method: str, hdrs: CIMultiDict[str],
+                    payload: bytes | AsyncIterable[bytes] | None, initiator: Origin | None, cross: bool,
+                    timeout: float, *, preflight: bool = False) -> Any:
+        """Run one request in the worker; returns (status, headers, stream) or an error FetchResponse."""
+        if not entry.handler.uriHandlerScript:
+            target = entry.template_url(url)
+            return 302, [("Location", target or "")], _NoStream()
+        send_headers = CIMultiDict(hdrs)
+        if initiator is not None and (cross or method not in ("GET", "HEAD")) and not preflight:
+            send_headers["Origin"] = initiator.serialize()
+        head = {"method": method, "url": str(url), "headers": list(send_headers.items()),
+                "origin": initiator.serialize() if initiator is not None else None}
+        ext = entry.extension
+        try:
+            stream = await self.workers.dispatch(ext, head, payload)
+        except HandlerError as err:
+            return self._error_response(url, err)
+        try:
+            status, rheaders = await asyncio.wait_for(asyncio.shield(stream.head), timeout)
+        except TimeoutError:
+            stream.abort()
+            err = HandlerTimeout(f"handler {entry.handler.uriHandlerScript} of {ext.id} did not answer "
+                                 f"{method} {url} within {timeout:g}s", extension=ext.id)
+            return self._error_response(url, err)
+        except HandlerError as err:
+            return self._error_response(url, err)
+        except asyncio.CancelledError:
+            stream.abort()  # the caller gave up: cancel the handler's task
+            raise
+        return status, rheaders, stream
+
+    def _error_response(self, url: URL, err: HandlerError) -> FetchResponse:
+        return FetchResponse(url=url, status=err.status, headers=[("Content-Type", "text/plain; charset=utf-8")],
+                             type="error", origin=self.registry.origin(url),
+                             secure_context=self.registry.is_potentially_trustworthy(url),
+                             body=str(err).encode(), error=err)
+
+    def _cors_check(self, stream: Any, rheaders: list[tuple[str, str]], initiator: Origin, credentials: bool,
+                    url: URL) -> None:
+        try:
+            cors.cors_check(CIMultiDict(rheaders), origin=initiator.serialize(), credentials=credentials,
+                            url=str(url))
+        except PolicyError:
+            stream.abort()
+            raise
+
+    def _finish(self, entry: SchemeEntry, url: URL, status: int, rheaders: list[tuple[str, str]], stream: Any,
+                method: str, tainting: ResponseType, initiator: Origin | None, credentials: bool, timeout: float,
+                redirected: bool) -> FetchResponse:
+        reg = self.registry
+        common = {"url": url, "origin": reg.origin(url), "secure_context": reg.is_potentially_trustworthy(url),
+                  "redirected": redirected}
+        if tainting == "opaque":
+            stream.abort()
+            return FetchResponse(status=cors.OPAQUE_STATUS, headers=[], type="opaque", **common)
+        if tainting == "cors":
+            self._cors_check(stream, rheaders, initiator, credentials, url)  # type: ignore[arg-type]
+        policies = csp.response_policies(_csp_policy_of(entry), rheaders)
+        out = [(n, v) for n, v in rheaders if n.lower() not in (
+            "content-security-policy", "content-security-policy-report-only")]
+        if tainting == "cors":
+            out = cors.cors_filtered_headers(out)
+        out += csp.csp_header_items(policies)
+        if method == "HEAD" or isinstance(stream, _NoStream):
+            stream.abort()
+            return FetchResponse(status=status, headers=out, type=tainting, **common)
+        return FetchResponse(status=status, headers=out, type=tainting, stream=stream, timeout=timeout, **common)
+
+
+class _NoStream:
+    """Stands in for a worker stream when no worker was involved (uriTemplate redirects)."""
+
+    body = None
+
+    def abort(self) -> None:
+        pass

@@ -1,0 +1,3 @@
+from protoreg.worker.bootstrap import main
+
+main()

@@ -1,0 +1,37 @@
+"""Host-side settings for worker processes (the embedding app's choice, never the manifest's)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["WorkerConfig"]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    #: Seconds a worker may sit with no request in flight before it is stopped (None: never).
+    idle_timeout: float | None = 60.0
+    #: Seconds to wait for a handler's response head, and between two body chunks, before answering 504.
+    request_timeout: float = 30.0
+    #: Workers per extension; more than one helps CPU-heavy handlers.
+    pool_size: int = 1
+    #: Concurrent requests a worker takes before the pool starts another (when pool_size > 1).
+    max_in_flight: int = 256
+    #: Seconds to wait for a new worker's HELLO.
+    start_timeout: float = 15.0
+    #: Restart backoff after a crash: first delay, factor, cap (seconds).
+    backoff_initial: float = 0.05
+    backoff_factor: float = 2.0
+    backoff_max: float = 5.0
+    #: Seconds a worker gets to finish on shutdown before it is killed.
+    stop_grace: float = 2.0
+    #: Body flow-control window per stream and direction (bytes).
+    window: int = 2 * 1024 * 1024
+    #: Worker stdout/stderr: lines per second forwarded to logging before the rest are counted and dropped.
+    log_lines_per_second: int = 200
+    #: Longest line forwarded to logging; longer lines are truncated.
+    log_line_max: int = 4096
+    #: Keep one generic, not-yet-specialised worker process ready, so a cold start skips interpreter start-up.
+    prestart: bool = True
+    #: Sandbox settings (see protoreg.sandbox); None disables the sandbox entirely.
+    sandbox: dict[str, object] | None = None

@@ -1,0 +1,128 @@
+"""All worker pools of a host: which extension runs where, warm spares, idle reaping, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterable
+from typing import TYPE_CHECKING, Any
+
+from protoreg.errors import WorkerCrashed
+from protoreg.worker.bootstrap import encode_init
+from protoreg.worker.config import WorkerConfig
+from protoreg.worker.pool import ExtensionPool
+from protoreg.worker.process import WorkerProcess, WorkerStream
+
+if TYPE_CHECKING:
+    from protoreg.registry import Extension, Registry
+
+__all__ = ["WorkerManager"]
+
+log = logging.getLogger("protoreg.worker")
+
+
+class WorkerManager:
+    """Starts, multiplexes and stops the worker processes of the extensions in one registry."""
+
+    def __init__(self, registry: Registry, config: WorkerConfig | None = None) -> None:
+        self.registry = registry
+        self.config = config or WorkerConfig()
+        self._pools: dict[str, ExtensionPool] = {}
+        self._spare: asyncio.Task[WorkerProcess] | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._unsubscribe: Any = None
+        self._closed = False
+
+    async def start(self) -> None:
+        if self.config.prestart:
+            self._replenish_spare()
+        if self.config.idle_timeout is not None:
+            self._reaper = asyncio.ensure_future(self._reap_idle(self.config.idle_timeout))
+        subscribe = getattr(self.registry, "subscribe", None)
+        if subscribe is not None:
+            self._unsubscribe = subscribe(self._on_registry_event)
+
+    def _on_registry_event(self, event: str, extension: Extension) -> None:
+        if event == "uninstalled" and extension.id in self._pools:
+            pool = self._pools.pop(extension.id)
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(pool.close())
+
+    # -- starting workers -------------------------------------------------------------------------------------
+    def _replenish_spare(self) -> None:
+        if not self._closed and (self._spare is None or self._spare.done()):
+            self._spare = asyncio.ensure_future(WorkerProcess.spawn(self.config))
+
+    async def _take_spare(self) -> WorkerProcess:
+        spare, self._spare = self._spare, None
+        worker: WorkerProcess | None = None
+        if spare is not None:
+            with contextlib.suppress(Exception):
+                worker = await spare
+        if worker is None or not worker.alive:
+            worker = await WorkerProcess.spawn(self.config)
+        if self.config.prestart:
+            self._replenish_spare()
+        return worker
+
+    def init_config(self, ext: Extension) -> dict[str, Any]:
+        handlers = {h.protocol: h.uriHandlerScript for h in ext.manifest.protocol_handlers if h.uriHandlerScript}
+        return {"label": ext.id, "extension": {"id": ext.id, "name": ext.name, "version": ext.version},
+                "handlers": handlers, "window": self.config.window, "sandbox": self.config.sandbox,
+                "bundle_root": str(ext.root)}
+
+    async def _start_worker(self, ext: Extension) -> WorkerProcess:
+        worker = await self._take_spare()
+        payload = encode_init(self.init_config(ext), dict(ext.files))
+        hello = await worker.specialise(ext.id, payload)
+        for scheme, err in (hello.get("load_errors") or {}).items():
+            worker.logger.error("extension %s, scheme %s: %s", ext.id, scheme, err)
+        return worker
+
+    def pool(self, ext: Extension) -> ExtensionPool:
+        pool = self._pools.get(ext.id)
+        if pool is None:
+            pool = self._pools[ext.id] = ExtensionPool(ext.id, self.config, lambda: self._start_worker(ext))
+        return pool
+
+    # -- requests ---------------------------------------------------------------------------------------------
+    async def dispatch(self, ext: Extension, head: dict[str, Any],
+                       body: bytes | AsyncIterable[bytes] | None) -> WorkerStream:
+        """Send a request to one of the extension's workers (starting one if needed)."""
+        if self._closed:
+            raise WorkerCrashed("the session is closed", extension=ext.id)
+        pool = self.pool(ext)
+        worker = await pool.acquire()
+        if not worker.alive:  # died between acquire and now: one more try with a fresh worker
+            worker = await pool.acquire()
+        return worker.request(head, body)
+
+    async def _reap_idle(self, idle_timeout: float) -> None:
+        period = max(0.05, min(idle_timeout / 4, 1.0))
+        while True:
+            await asyncio.sleep(period)
+            for pool in list(self._pools.values()):
+                await pool.stop_idle(idle_timeout)
+
+    def stats(self) -> list[dict[str, Any]]:
+        return [pool.stats() for pool in self._pools.values()]
+
+    def workers(self) -> list[WorkerProcess]:
+        return [w for pool in self._pools.values() for w in pool.workers]
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        pools, self._pools = list(self._pools.values()), {}
+        await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
+        if self._spare is not None:
+            spare, self._spare = self._spare, None
+            with contextlib.suppress(Exception):
+                worker = await spare
+                await worker.stop()

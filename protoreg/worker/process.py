@@ -1,0 +1,338 @@
+"""Parent-side handle on one worker process: spawn, specialise, multiplex requests, detect death, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterable
+from pathlib import Path
+from typing import Any
+
+from protoreg.errors import HandlerError, WorkerCrashed
+from protoreg.ipc import Channel, FrameType, InboundBody, ProtocolViolation, decode_json
+from protoreg.messages import check_header, check_status
+from protoreg.worker.config import WorkerConfig
+
+__all__ = ["WorkerProcess", "WorkerStream"]
+
+log = logging.getLogger("protoreg.worker")
+_PKG_PARENT = str(Path(__file__).resolve().parents[2])
+_BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from protoreg.worker.bootstrap import main; main()"
+
+
+class WorkerStream:
+    """One request in flight: ``head`` resolves to (status, headers) or raises HandlerError; then ``body``."""
+
+    __slots__ = ("body", "head", "id", "pump", "worker")
+
+    def __init__(self, worker: WorkerProcess, sid: int) -> None:
+        self.worker = worker
+        self.id = sid
+        self.head: asyncio.Future[tuple[int, list[tuple[str, str]]]] = asyncio.get_running_loop().create_future()
+        self.body: InboundBody | None = None
+        self.pump: asyncio.Task[None] | None = None
+
+    def abort(self) -> None:
+        """Cancel the handler (client gone, timeout): the worker cancels its task and closes its stream."""
+        self.worker._abort(self)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "closed its channel"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class WorkerProcess:
+    def __init__(self, proc: asyncio.subprocess.Process, channel: Channel, config: WorkerConfig) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self.channel = channel
+        self.config = config
+        self.label = "(generic)"
+        self.logger = log
+        self.state = "starting"
+        self.hello: dict[str, Any] = {}
+        self.requests_served = 0
+        self.started_at = time.monotonic()
+        self.last_active = time.monotonic()
+        self.exit_reason: str | None = None
+        #: True when the host asked it to stop (idle, uninstall, shutdown): its exit is not a crash.
+        self.stopped_by_host = False
+        self.violation: str | None = None
+        self._streams: dict[int, WorkerStream] = {}
+        self._next_id = 1
+        self._hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # -- life cycle -------------------------------------------------------------------------------------------
+    @classmethod
+    async def spawn(cls, config: WorkerConfig) -> WorkerProcess:
+        """Start a generic worker: interpreter up, modules imported, waiting for INIT (not yet sandboxed)."""
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-c", _BOOT, _PKG_PARENT, str(child_sock.fileno()),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, pass_fds=(child_sock.fileno(),),
+                env={"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}, cwd="/", start_new_session=True,
+            )
+        except BaseException:
+            parent_sock.close()
+            raise
+        finally:
+            child_sock.close()
+        holder: list[WorkerProcess] = []
+        loop = asyncio.get_running_loop()
+        _, channel = await loop.create_unix_connection(
+            lambda: Channel(lambda t, s, p: holder[0]._on_frame(t, s, p),
+                            lambda exc: holder[0]._on_lost(exc),
+                            window=config.window, strict=True,
+                            on_violation=lambda v: holder[0]._on_violation(v)),
+            sock=parent_sock,
+        )
+        worker = cls(proc, channel, config)
+        holder.append(worker)
+        worker._tasks = [
+            asyncio.ensure_future(worker._drain_output(proc.stdout, "stdout")),
+            asyncio.ensure_future(worker._drain_output(proc.stderr, "stderr")),
+            asyncio.ensure_future(worker._watch()),
+        ]
+        return worker
+
+    async def specialise(self, label: str, init_payload: bytes) -> dict[str, Any]:
+        """Send INIT (the extension's verified files and sandbox policy) and wait for HELLO."""
+        self.label = label
+        self.logger = log.getChild(label.replace(".", "_"))
+        self.channel.send(FrameType.INIT, 0, init_payload)
+        try:
+            hello = await asyncio.wait_for(asyncio.shield(self._hello), self.config.start_timeout)
+        except TimeoutError:
+            self.kill()
+            raise HandlerError(f"worker for {label} (pid {self.pid}) did not start within "
+                               f"{self.config.start_timeout:g}s", status=502, extension=label) from None
+        except HandlerError:
+            self.kill()
+            raise
+        if hello.get("fatal"):
+            self.kill()
+            raise HandlerError(f"worker for {label} could not start: {hello['fatal']}", status=502,
+                               extension=label)
+        self.state = "ready"
+        self.hello = hello
+        self.last_active = time.monotonic()
+        return hello
+
+    @property
+    def alive(self) -> bool:
+        return self.state in ("starting", "ready") and not self.channel.closed
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._streams)
+
+    def rss(self) -> int | None:
+        """Resident set size in bytes (Linux /proc), or None."""
+        try:
+            with open(f"/proc/{self.pid}/statm", "rb") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def stats(self) -> dict[str, Any]:
+        return {"pid": self.pid, "extension": self.label, "state": self.state, "in_flight": self.in_flight,
+                "requests_served": self.requests_served, "rss": self.rss(),
+                "uptime": round(time.monotonic() - self.started_at, 3),
+                "sandbox": self.hello.get("sandbox")}
+
+    async def stop(self) -> None:
+        """Ask the worker to exit; kill it after the grace period. Waits until it is reaped."""
+        self.stopped_by_host = True
+        if self.state != "dead":
+            self.state = "stopping"
+            with contextlib.suppress(ConnectionError):
+                self.channel.send(FrameType.SHUTDOWN, 0)
+            try:
+                await asyncio.wait_for(asyncio.shield(self.exited), self.config.stop_grace)
+            except TimeoutError:
+                self.kill()
+        await asyncio.shield(self.exited)
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        self.channel.close()
+
+    async def _watch(self) -> None:
+        code = await self.proc.wait()
+        self.exit_reason = self.violation or _exit_reason(code)
+        self.channel.close()
+        self._fail_all()
+        self.state = "dead"
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def _fail_all(self) -> None:
+        streams, self._streams = self._streams, {}
+        if not streams and self._hello.done():
+            return
+        reason = self.exit_reason or "closed its channel"
+        exc = WorkerCrashed(f"worker for {self.label} (pid {self.pid}) {reason} while handling "
+                            f"{len(streams)} request(s)", extension=self.label)
+        if not self._hello.done():
+            self._hello.set_exception(exc)
+            self._hello.exception()  # mark retrieved
+        for st in streams.values():
+            if not st.head.done():
+                st.head.set_exception(exc)
+                st.head.exception()
+            elif st.body is not None:
+                st.body.set_exception(exc)
+            if st.pump is not None:
+                st.pump.cancel()
+
+    def _on_lost(self, exc: BaseException | None) -> None:
+        if self.state != "stopping" and self.proc.returncode is None:
+            # The channel died before the process: give the watcher a moment to learn the exit status.
+            asyncio.get_running_loop().call_later(1.0, self.kill)
+
+    def _on_violation(self, v: ProtocolViolation) -> None:
+        self.violation = f"broke the IPC protocol ({v}) and was killed"
+        self.logger.error("worker for %s (pid %s) %s", self.label, self.pid, self.violation)
+        self.kill()
+
+    async def _drain_output(self, stream: asyncio.StreamReader | None, name: str) -> None:
+        """Forward worker output to logging, tagged with the extension; a flood is counted and dropped."""
+        if stream is None:
+            return
+        budget, window_start, dropped, pending = self.config.log_lines_per_second, time.monotonic(), 0, b""
+        limit = self.config.log_line_max
+        while True:
+            data = await stream.read(65536)
+            if not data:
+                break
+            lines = (pending + data).split(b"\n")
+            pending = lines.pop()
+            if len(pending) > limit:
+                lines.append(pending)
+                pending = b""
+            now = time.monotonic()
+            if now - window_start >= 1.0:
+                if dropped:
+                    self.logger.warning("[%s %s] %d lines of output suppressed (flood)", self.label, name, dropped)
+                budget, window_start, dropped = self.config.log_lines_per_second, now, 0
+            for line in lines:
+                if budget <= 0:
+                    dropped += 1
+                    continue
+                budget -= 1
+                text = line[:limit].decode("utf-8", "replace")
+                level = logging.INFO if name == "stdout" else logging.WARNING
+                self.logger.log(level, "[%s %s] %s", self.label, name, text)
+        if dropped:
+            self.logger.warning("[%s %s] %d lines of output suppressed (flood)", self.label, name, dropped)
+
+    # -- requests ---------------------------------------------------------------------------------------------
+    def request(self, head: dict[str, Any], body: bytes | AsyncIterable[bytes] | None) -> WorkerStream:
+        if not self.alive:
+            raise WorkerCrashed(f"worker for {self.label} (pid {self.pid}) {self.exit_reason or 'is stopping'}",
+                                extension=self.label)
+        sid = self._next_id
+        self._next_id += 1
+        self.channel.max_stream = sid
+        st = WorkerStream(self, sid)
+        self._streams[sid] = st
+        self.last_active = time.monotonic()
+        has_body = body is not None and body != b""
+        self.channel.send_json(FrameType.REQUEST, sid, {**head, "body": has_body})
+        if has_body:
+            self.channel.open_outbound(sid)
+            st.pump = asyncio.ensure_future(self._pump(sid, body))  # type: ignore[arg-type]
+        return st
+
+    async def _pump(self, sid: int, body: bytes | AsyncIterable[bytes]) -> None:
+        try:
+            if isinstance(body, (bytes, bytearray, memoryview)):
+                await self.channel.send_data(sid, body)
+            else:
+                async for chunk in body:
+                    await self.channel.send_data(sid, chunk)
+            self.channel.end_data(sid)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+
+    def _finish(self, st: WorkerStream) -> None:
+        if self._streams.pop(st.id, None) is not None:
+            self.requests_served += 1
+            self.last_active = time.monotonic()
+        if st.pump is not None and not st.pump.done():
+            st.pump.cancel()
+        self.channel.close_outbound(st.id)
+
+    def _abort(self, st: WorkerStream) -> None:
+        if st.id not in self._streams:
+            return
+        self._finish(st)
+        self.channel.close_inbound(st.id, ConnectionAbortedError("request aborted"))
+        with contextlib.suppress(ConnectionError):
+            self.channel.send(FrameType.ABORT, st.id)
+
+    def _on_frame(self, ftype: int, sid: int, payload: bytes) -> None:
+        if sid == 0:
+            if ftype == FrameType.HELLO and not self._hello.done():
+                self._hello.set_result(decode_json(payload))
+                return
+            raise ProtocolViolation(f"unexpected frame type {ftype} on the control stream")
+        st = self._streams.get(sid)
+        if st is None:
+            if sid > self._next_id - 1 or ftype not in (FrameType.RESPONSE, FrameType.ERROR, FrameType.END):
+                raise ProtocolViolation(f"frame type {ftype} for stream {sid}, which is not open")
+            return  # late frame for a stream the parent aborted
+        if ftype == FrameType.RESPONSE:
+            if st.head.done():
+                raise ProtocolViolation(f"second RESPONSE on stream {sid}")
+            msg = decode_json(payload)
+            status, headers = msg.get("status"), msg.get("headers")
+            if not isinstance(headers, list) or not all(isinstance(h, list) and len(h) == 2 for h in headers):
+                raise ProtocolViolation("RESPONSE headers are not a list of [name, value] pairs")
+            problem = check_status(status) or next(
+                (p for p in (check_header(n, v) for n, v in headers) if p), None)
+            st.body = self.channel.open_inbound(sid)
+            if problem:  # the worker-side check was bypassed: refuse the response, keep the worker
+                self._abort(st)
+                st.head.set_exception(HandlerError(f"handler for {self.label} sent an invalid response: {problem}",
+                                                   status=502, extension=self.label))
+                return
+            st.head.set_result((status, [(n, v) for n, v in headers]))  # type: ignore[misc]
+        elif ftype == FrameType.END:
+            self._finish(st)
+        elif ftype == FrameType.ERROR:
+            msg = decode_json(payload)
+            status = msg.get("status") if msg.get("status") in (500, 502, 504) else 502
+            err = HandlerError(str(msg.get("message", "handler failed"))[:4096], status=status,
+                               extension=self.label)
+            self._finish(st)
+            self.channel.close_inbound(sid, err)
+            if not st.head.done():
+                st.head.set_exception(err)
+            elif st.body is not None:
+                st.body.set_exception(err)
+        else:
+            raise ProtocolViolation(f"unexpected frame type {ftype} from a worker")
+

@@ -1,0 +1,192 @@
+"""The worker's event loop: runs ``handleRequest`` for each REQUEST stream, multiplexed on one channel."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import socket
+import sys
+import traceback
+from collections.abc import AsyncIterable, Awaitable, Callable
+from typing import Any
+
+from yarl import URL
+
+from protoreg.ipc import Channel, FrameType, decode_json
+from protoreg.messages import Request, Response, check_header, check_status
+from protoreg.worker.loader import BundleFinder, load_script
+
+Handler = Callable[[Request], Awaitable[Any]]
+
+
+class HandlerFault(Exception):
+    """A handler misbehaved; ``status`` is what the parent answers (500 raised, 502 bad response)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _describe_exception(exc: BaseException, label: str) -> str:
+    """``ValueError: boom (at protocol/x.py:12 in handleRequest)``: the innermost frame inside the bundle."""
+    where = ""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.startswith(label + "/"):
+            where = f" (at {frame.filename[len(label) + 1:]}:{frame.lineno} in {frame.name})"
+            break
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _check_response(resp: object, script: str) -> Response:
+    if not isinstance(resp, Response):
+        raise HandlerFault(502, f"handler {script} returned {type(resp).__name__}, not a protoreg.Response")
+    problem = check_status(resp.status)
+    if problem is None:
+        for name, value in resp.headers.items():
+            problem = check_header(name, value)
+            if problem:
+                break
+    if problem is None and not (resp.body is None or isinstance(resp.body, (bytes, bytearray, memoryview, str))
+                                or isinstance(resp.body, AsyncIterable)):
+        problem = f"body must be bytes, str, an async iterable of bytes or None, got {type(resp.body).__name__}"
+    if problem:
+        raise HandlerFault(502, f"handler {script} returned an invalid response: {problem}")
+    return resp
+
+
+class WorkerServer:
+    def __init__(self, config: dict[str, Any], files: dict[str, bytes]) -> None:
+        self.label = config["label"]
+        self.finder = BundleFinder(files, self.label)
+        self.handlers: dict[str, tuple[str, Handler | None, str | None]] = {}
+        for scheme, script in config["handlers"].items():
+            self.handlers[scheme] = (script, *self._load(scheme, script))
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.channel: Channel | None = None
+        self.done = asyncio.get_running_loop().create_future()
+
+    def _load(self, scheme: str, script: str) -> tuple[Handler | None, str | None]:
+        name = f"_protoreg_handler_{scheme.replace('+', '_')}"
+        try:
+            module = load_script(self.finder, script, name)
+        except BaseException as exc:  # noqa: BLE001 - any failure is reported per request, never a crash loop
+            return None, f"handler script {script} failed to load: {_describe_exception(exc, self.label)}"
+        fn = getattr(module, "handleRequest", None)
+        if fn is None:
+            return None, f"handler script {script} does not define handleRequest(request). Add " \
+                         "`async def handleRequest(request): ...` to it"
+        if not inspect.iscoroutinefunction(fn):
+            return None, f"handleRequest in {script} must be `async def`, got {type(fn).__name__}"
+        return fn, None
+
+    # -- frames -----------------------------------------------------------------------------------------------
+    def on_frame(self, ftype: int, stream: int, payload: bytes) -> None:
+        if ftype == FrameType.REQUEST:
+            head = decode_json(payload)
+            assert self.channel is not None
+            # Open the body now: its DATA frames may follow in this very read, before the task runs.
+            body = self.channel.open_inbound(stream) if head.get("body") else None
+            self.tasks[stream] = asyncio.ensure_future(self._serve(stream, head, body))
+        elif ftype == FrameType.ABORT:
+            task = self.tasks.pop(stream, None)
+            if task is not None:
+                task.cancel()
+            assert self.channel is not None
+            self.channel.close_inbound(stream, ConnectionAbortedError("request aborted by the client"))
+            self.channel.close_outbound(stream)
+        elif ftype == FrameType.SHUTDOWN:
+            if not self.done.done():
+                self.done.set_result(None)
+
+    def on_lost(self, exc: BaseException | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    async def _serve(self, stream: int, head: dict[str, Any], body: Any) -> None:
+        channel = self.channel
+        assert channel is not None
+        url = URL(head["url"], encoded=True)
+        script, handler, load_error = self.handlers.get(url.scheme, ("?", None, f"no handler for {url.scheme}"))
+        started = False
+        iterator: Any = None
+        try:
+            if handler is None:
+                raise HandlerFault(500, load_error or "no handler")
+            request = Request(url, method=head["method"], headers=head["headers"], body=body,
+                              origin=head.get("origin"))
+            try:
+                result = await handler(request)
+            except HandlerFault:
+                raise
+            except Exception as exc:
+                raise HandlerFault(500, f"handler {script} raised {_describe_exception(exc, self.label)}") from None
+            resp = _check_response(result, script)
+            payload = resp.body
+            if isinstance(payload, str):
+                payload = payload.encode()
+            channel.open_outbound(stream)
+            channel.send_json(FrameType.RESPONSE, stream, {"status": resp.status,
+                                                           "headers": list(resp.headers.items())})
+            started = True
+            if isinstance(payload, (bytes, bytearray, memoryview)):
+                if payload:
+                    await channel.send_data(stream, payload)
+            elif payload is not None:
+                iterator = aiter(payload)
+                try:
+                    async for chunk in iterator:
+                        if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                            raise HandlerFault(502, f"handler {script} streamed a {type(chunk).__name__} chunk; "
+                                                    "body chunks must be bytes")
+                        if chunk:
+                            await channel.send_data(stream, chunk)
+                except HandlerFault:
+                    raise
+                except (ConnectionError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:
+                    raise HandlerFault(500, f"handler {script}'s body stream raised "
+                                            f"{_describe_exception(exc, self.label)}") from None
+            channel.end_data(stream)
+        except HandlerFault as fault:
+            if not channel.closed:
+                channel.close_outbound(stream)
+                channel.send_json(FrameType.ERROR, stream, {"status": fault.status, "message": str(fault),
+                                                            "started": started})
+        except (asyncio.CancelledError, ConnectionError):
+            pass  # aborted by the parent, or the channel is gone
+        finally:
+            if iterator is not None and hasattr(iterator, "aclose"):
+                try:
+                    await iterator.aclose()
+                except Exception:  # noqa: BLE001, S110 - closing a broken generator must not mask the outcome
+                    pass
+            channel.close_inbound(stream)
+            self.tasks.pop(stream, None)
+
+
+async def _main(sock: socket.socket, config: dict[str, Any], files: dict[str, bytes],
+                sandbox: dict[str, Any]) -> None:
+    server = WorkerServer(config, files)
+    loop = asyncio.get_running_loop()
+    sock.setblocking(False)
+    _transport, channel = await loop.create_unix_connection(
+        lambda: Channel(server.on_frame, server.on_lost, window=config.get("window", 2 << 20),
+                        max_frame=1 << 20),
+        sock=sock,
+    )
+    server.channel = channel
+    channel.send_json(FrameType.HELLO, 0, {
+        "pid": os.getpid(), "sandbox": sandbox, "python": sys.version.split()[0],
+        "load_errors": {s: err for s, (_, _, err) in server.handlers.items() if err},
+    })
+    await server.done
+    for task in list(server.tasks.values()):
+        task.cancel()
+    channel.close()
+
+
+def run(sock: socket.socket, config: dict[str, Any], files: dict[str, bytes], sandbox: dict[str, Any]) -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    asyncio.run(_main(sock, config, files, sandbox))
