@@ -204,8 +204,7 @@ class Channel(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         err = ConnectionResetError("channel closed")
-        for body in self._inbound.values():
-            body.set_exception(err)
+        # Open inbound bodies are failed by the owner (on_lost), which knows why the peer went away.
         for out in self._outbound.values():
             if out.waiter is not None and not out.waiter.done():
                 out.waiter.set_exception(err)

@@ -208,9 +208,11 @@ class WorkerProcess:
                 st.pump.cancel()
 
     def _on_lost(self, exc: BaseException | None) -> None:
-        if self.state != "stopping" and self.proc.returncode is None:
-            # The channel died before the process: give the watcher a moment to learn the exit status.
-            asyncio.get_running_loop().call_later(1.0, self.kill)
+        # The process watcher fails the in-flight streams once it knows the exit status; a worker that closed
+        # its channel but lingers is killed after a moment so that this always happens.
+        if self.proc.returncode is None:
+            asyncio.get_running_loop().call_later(1.0 if self.state != "stopping" else self.config.stop_grace,
+                                                  self.kill)
 
     def _on_violation(self, v: ProtocolViolation) -> None:
         self.violation = f"broke the IPC protocol ({v}) and was killed"

@@ -100,6 +100,8 @@ class WorkerServer:
                 self.done.set_result(None)
 
     def on_lost(self, exc: BaseException | None) -> None:
+        for task in self.tasks.values():
+            task.cancel()
         if not self.done.done():
             self.done.set_result(None)
 

@@ -1,0 +1,70 @@
+"""Fixtures for worker tests: real worker processes running real handler scripts."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protoreg.worker.config import WorkerConfig
+from protoreg.worker.manager import WorkerManager
+
+
+@dataclass
+class _Handler:
+    protocol: str
+    uriHandlerScript: str | None  # noqa: N815 - the manifest's key
+
+
+@dataclass
+class _Manifest:
+    protocol_handlers: list[_Handler]
+    content_security_policy: Any = None
+
+
+@dataclass
+class BundleRecord:
+    """What the worker runtime needs of an installed extension (the registry's Extension has the same fields)."""
+
+    id: str
+    files: dict[str, bytes]
+    manifest: _Manifest
+    root: Path = Path("/")
+    name: str = "test"
+    version: str = "1.0"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def bundle(script: str, *, scheme: str = "web+t", ext_id: str = "test@example.org",
+           files: dict[str, str] | None = None) -> BundleRecord:
+    all_files = {"handler.py": textwrap.dedent(script).encode()}
+    all_files.update({k: textwrap.dedent(v).encode() for k, v in (files or {}).items()})
+    return BundleRecord(ext_id, all_files, _Manifest([_Handler(scheme, "handler.py")]))
+
+
+@pytest.fixture
+def make_bundle() -> Callable[..., BundleRecord]:
+    return bundle
+
+
+@pytest.fixture
+async def manager() -> AsyncIterator[Callable[..., Any]]:
+    made: list[WorkerManager] = []
+
+    async def make(**config: Any) -> WorkerManager:
+        m = WorkerManager(registry=None, config=WorkerConfig(**config))  # type: ignore[arg-type]
+        await m.start()
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        await m.close()
+
+
+def head(url: str, method: str = "GET", headers: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    return {"method": method, "url": url, "headers": headers or [], "origin": None}
