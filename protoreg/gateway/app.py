@@ -1,0 +1,213 @@
+"""The aiohttp gateway: one browser origin per (scheme, host), through the same policy as ``Session.fetch``.
+
+``http://<label>.<scheme-label>.localhost:PORT/path`` is served by the scheme's handler as ``scheme://host/path``.
+The bare host (``localhost:PORT``) serves the dashboard, the path form ``/<scheme>/<host>/path`` (301 to the
+subdomain form) and the registerProtocolHandler router form ``/?uri=<scheme>://...``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote
+
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from protoreg.errors import InvalidURL, PolicyError, ProtoregError, UnknownScheme
+from protoreg.gateway import dashboard
+from protoreg.gateway.hosts import (
+    GatewayTarget,
+    LabelTooLong,
+    encode_scheme_label,
+    parse_host_header,
+    to_custom_url,
+    to_gateway_url,
+)
+from protoreg.gateway.pages import error_page
+from protoreg.session import Session
+from protoreg.worker.config import WorkerConfig
+
+if TYPE_CHECKING:
+    from protoreg.registry import Registry
+
+__all__ = ["REGISTRY", "SESSION", "create_app"]
+
+log = logging.getLogger("protoreg.gateway")
+
+REGISTRY: Final = web.AppKey("protoreg_registry", object)
+SESSION: Final = web.AppKey("protoreg_session", Session)
+
+_HOP_BY_HOP: Final = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+                                "trailer", "transfer-encoding", "upgrade", "host", "content-length"})
+# A dot segment in any spelling a WHATWG parser accepts ("..", ".%2e", "%2E%2e", ...), or a backslash/NUL.
+_TRAVERSAL: Final = re.compile(r"(?:^|/)(?:\.|%2e){1,2}(?:/|$)|\\|%5c|%00|\x00", re.IGNORECASE)
+
+
+def create_app(registry: Registry, *, session: Session | None = None, config: WorkerConfig | None = None,
+               **worker_options: Any) -> web.Application:
+    """An aiohttp application serving ``registry``'s schemes; it owns a Session unless one is given."""
+    app = web.Application(client_max_size=1 << 20)
+    app[REGISTRY] = registry
+    own_session = session is None
+    app[SESSION] = session or Session(registry, config, **worker_options)
+
+    async def on_startup(app: web.Application) -> None:
+        await app[SESSION].start()
+
+    async def on_cleanup(app: web.Application) -> None:
+        if own_session:
+            await app[SESSION].close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    app.router.add_route("*", "/{tail:.*}", _handle)
+    return app
+
+
+async def _handle(request: web.Request) -> web.StreamResponse:
+    target = parse_host_header(request.headers.get("Host", ""))
+    if target is None:
+        return error_page(400, f"The Host header {request.headers.get('Host', '')!r} is not served here. Open "
+                               "the dashboard at http://localhost:PORT/ or a site at "
+                               "http://<host>.<scheme>.localhost:PORT/")
+    if target.scheme is None:
+        return await _bare_host(request, target)
+    registry = request.app[REGISTRY]
+    if target.scheme not in registry.schemes:  # type: ignore[attr-defined]
+        return _unknown_scheme(registry, target.scheme, target)
+    if target.host is None:
+        return error_page(400, f"{request.host} names the scheme {target.scheme} but no host. Put the host "
+                               f"before it: http://<host>.{encode_scheme_label(target.scheme)}.{target.authority}/")
+    if _TRAVERSAL.search(request.raw_path.split("?", 1)[0]):
+        return error_page(400, "The path contains a dot segment, backslash or NUL (a path traversal attempt). "
+                               "Request the normalised path instead.", url=request.raw_path)
+    return await _proxy(request, target)
+
+
+def _unknown_scheme(registry: Any, scheme: str, target: GatewayTarget) -> web.Response:
+    links = [(f"http://{target.authority}/", "the dashboard")]
+    known = sorted(registry.schemes)
+    return error_page(404, f"No installed extension handles the scheme {scheme!r}. Registered schemes: "
+                           f"{', '.join(known) or 'none'}. Install an extension whose manifest.json declares it "
+                           "in protocol_handlers.", links=links)
+
+
+async def _bare_host(request: web.Request, target: GatewayTarget) -> web.StreamResponse:
+    registry = request.app[REGISTRY]
+    path = request.path
+    uri = request.query.get("uri")
+    if path == "/" and uri is not None:
+        return _redirect_to_subdomain(registry, uri, target)
+    if path == "/":
+        return await dashboard.render(request, registry, request.app[SESSION], target)
+    if path.startswith("/_protoreg/"):
+        return await dashboard.asset(request, registry, request.app[SESSION])
+    parts = request.raw_path.split("/", 3)  # "", scheme, host, rest
+    if len(parts) >= 3 and parts[1] and parts[2]:
+        scheme = unquote(parts[1])
+        if scheme in registry.schemes:  # type: ignore[attr-defined]
+            rest = parts[3] if len(parts) > 3 else ""
+            return _redirect_to_subdomain(registry, f"{scheme}://{unquote(parts[2])}/{rest}", target)
+        return _unknown_scheme(registry, scheme, target)
+    return error_page(404, f"Nothing is served at {path} on the dashboard host. Custom sites live at "
+                           "http://<host>.<scheme>.localhost:PORT/ or /<scheme>/<host>/path.")
+
+
+def _redirect_to_subdomain(registry: Any, uri: str, target: GatewayTarget) -> web.Response:
+    try:
+        url = registry.resolve(uri)
+        if url.scheme not in registry.schemes:
+            raise UnknownScheme(url.scheme, sorted(registry.schemes))
+        location = to_gateway_url(url, target.authority)
+    except LabelTooLong as exc:
+        return error_page(400, exc.reason, url=uri)
+    except (InvalidURL, UnknownScheme) as exc:
+        return error_page(400 if isinstance(exc, InvalidURL) else 404, str(exc), url=uri)
+    raise web.HTTPMovedPermanently(location=str(location))
+
+
+def _custom_origin(registry: Any, origin_header: str | None) -> str | None:
+    """Browser Origin (``http://a.ipfs.localhost:8080``) → the custom origin (``ipfs://a``) handlers see."""
+    if not origin_header or origin_header == "null":
+        return origin_header
+    try:
+        url = URL(origin_header)
+        target = parse_host_header(url.raw_authority)
+    except ValueError:
+        return None
+    if target is None or target.scheme is None or target.host is None:
+        return origin_header
+    return f"{target.scheme}://{target.host}"
+
+
+def _to_browser(registry: Any, value: str, authority: str) -> str:
+    """A custom URL or origin in a response header → its gateway form; other values unchanged."""
+    try:
+        url = URL(value)
+    except ValueError:
+        return value
+    if url.scheme in registry.schemes and url.host:
+        try:
+            out = str(to_gateway_url(url, authority))
+        except (InvalidURL, ValueError):
+            return value
+        return out.rstrip("/") if value.count("/") == 2 else out  # an origin stays an origin
+    return value
+
+
+async def _request_body(request: web.Request) -> AsyncIterator[bytes]:
+    async for chunk in request.content.iter_any():
+        yield chunk
+
+
+async def _proxy(request: web.Request, target: GatewayTarget) -> web.StreamResponse:
+    registry = request.app[REGISTRY]
+    session = request.app[SESSION]
+    try:
+        url = registry.resolve(to_custom_url(target, request.raw_path))  # type: ignore[attr-defined]
+    except InvalidURL as exc:
+        return error_page(400, str(exc), url=request.raw_path)
+    headers = CIMultiDict((k, v) for k, v in request.headers.items()
+                          if k.lower() not in _HOP_BY_HOP and k.lower() != "origin")
+    origin = _custom_origin(registry, request.headers.get("Origin"))
+    has_body = request.body_exists and request.method not in ("GET", "HEAD")
+    try:
+        resp = await session.fetch(url, method=request.method, headers=headers,
+                                   body=_request_body(request) if has_body else None, mode="navigate",
+                                   redirect="manual", origin=origin)
+    except (PolicyError, InvalidURL, UnknownScheme) as exc:
+        return error_page(400 if isinstance(exc, InvalidURL) else 403, str(exc), url=str(url))
+    except ProtoregError as exc:
+        return error_page(502, str(exc), url=str(url))
+    if resp.type == "error":
+        ext = resp.error.extension if resp.error is not None else None
+        return error_page(resp.status, str(resp.error or "handler failed"), extension=ext, url=str(url))
+    out = web.StreamResponse(status=resp.status)
+    for name, value in resp.headers.items():
+        lname = name.lower()
+        if lname in _HOP_BY_HOP - {"content-length"}:
+            continue
+        if lname in ("location", "access-control-allow-origin", "content-location"):
+            value = _to_browser(registry, value, target.authority)
+        out.headers.add(name, value)
+    out.headers["X-Content-Type-Options"] = "nosniff"
+    if "content-length" in resp.headers and request.method != "HEAD":
+        out.content_length = int(resp.headers["content-length"])
+    try:
+        await out.prepare(request)
+        async for chunk in resp.stream():
+            await out.write(chunk)
+    except ProtoregError as exc:  # the handler failed mid-body: cut the connection rather than send wrong bytes
+        log.warning("stream for %s ended early: %s", url, exc)
+        if request.transport is not None:
+            request.transport.close()
+        return out
+    except (ConnectionResetError, OSError):  # the browser went away; resp.stream() aborted the handler
+        resp.close()
+        return out
+    await out.write_eof()
+    return out

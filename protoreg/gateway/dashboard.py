@@ -1,0 +1,139 @@
+"""The dashboard at ``http://localhost:PORT/``: extensions, schemes, icons, trust, grants, sandbox, workers, audit.
+
+It is a different origin from every custom site (the bare host), sends no CORS headers, and is served with a strict
+CSP (no script at all, one hash-pinned inline style, images only from itself).
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from protoreg.gateway.hosts import GatewayTarget, LabelTooLong, to_gateway_url
+from protoreg.gateway.pages import STYLE, error_page, page_headers
+
+__all__ = ["asset", "render", "status"]
+
+_ICON_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon", ".gif": "image/gif",
+               ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+
+
+def _sandbox_report() -> dict[str, Any]:
+    try:
+        from protoreg.sandbox import probe
+    except ImportError:
+        return {"layers": [{"name": "sandbox", "active": False,
+                            "detail": "protoreg.sandbox is not available in this build"}]}
+    return probe().to_dict()
+
+
+def status(registry: Any, session: Any) -> dict[str, Any]:
+    """Everything the dashboard shows, as JSON-ready data (also served at /_protoreg/status.json)."""
+    exts = []
+    for ext in registry.extensions.values():
+        handlers = []
+        for h in ext.manifest.protocol_handlers:
+            active = registry.schemes.get(h.protocol)
+            handlers.append({"scheme": h.protocol, "name": h.name, "trustworthy": bool(h.uriIsTrustworthy),
+                             "script": h.uriHandlerScript, "template": h.uriTemplate, "icon": h.uriIcon,
+                             "active": active is not None and active.extension.id == ext.id})
+        csp = ext.manifest.content_security_policy
+        exts.append({"id": ext.id, "name": ext.name, "version": ext.version, "digest": ext.digest,
+                     "handlers": handlers, "permissions": list(ext.manifest.permissions or ()),
+                     "host_permissions": list(ext.manifest.host_permissions or ()),
+                     "csp": getattr(csp, "protocol_pages", None) if csp is not None else None})
+    audit = getattr(session, "audit", None)
+    return {"extensions": exts, "sandbox": _sandbox_report(), "workers": session.workers.stats(),
+            "audit": [dict(r) for r in audit.recent(50)] if audit is not None else None}
+
+
+def _badge(ok: bool, yes: str, no: str) -> str:
+    return f'<span class={"ok" if ok else "no"}>{escape(yes if ok else no)}</span>'
+
+
+async def render(request: web.Request, registry: Any, session: Any, target: GatewayTarget) -> web.Response:
+    data = status(registry, session)
+    examples: dict[str, str] = request.app.get("protoreg_examples", {}) if hasattr(request.app, "get") else {}
+    ext_rows, grant_rows = [], []
+    for ext in data["extensions"]:
+        for h in ext["handlers"]:
+            icon = (f'<img alt="" src="/_protoreg/icon/{escape(ext["id"])}/{escape(h["scheme"])}">'
+                    if h["icon"] else "")
+            example = examples.get(h["scheme"], f'{h["scheme"]}://example/')
+            try:
+                link = str(to_gateway_url(registry.resolve(example), target.authority))
+                link_html = f'<a href="{escape(link)}">{escape(example)}</a>'
+            except (LabelTooLong, ValueError):
+                link_html = escape(example)
+            ext_rows.append(
+                f"<tr><td>{icon} <code>{escape(h['scheme'])}</code>"
+                f"{'' if h['active'] else ' (claimed by another extension)'}</td>"
+                f"<td>{escape(ext['name'])} {escape(ext['version'])}<br><code>{escape(ext['id'])}</code></td>"
+                f"<td>{_badge(h['trustworthy'], 'secure (uriIsTrustworthy)', 'not trustworthy')}</td>"
+                f"<td>{link_html}</td></tr>")
+        grants = ", ".join(escape(p) for p in ext["permissions"] + ext["host_permissions"]) or "none"
+        grant_rows.append(f"<tr><td><code>{escape(ext['id'])}</code></td><td>{grants}</td>"
+                          f"<td><code>{escape(ext['csp'] or '(baseline only)')}</code></td></tr>")
+    layer_rows = [f"<tr><td>{escape(str(layer.get('name')))}</td>"
+                  f"<td>{_badge(bool(layer.get('active')), 'active', 'inactive')}</td>"
+                  f"<td>{escape(str(layer.get('detail', '')))}</td></tr>" for layer in data["sandbox"]["layers"]]
+    worker_rows = []
+    for pool in data["workers"]:
+        for w in pool["workers"]:
+            rss = f"{w['rss'] / 2**20:.1f} MiB" if w.get("rss") else "?"
+            worker_rows.append(f"<tr><td><code>{escape(pool['extension'])}</code></td><td>{w['pid']}</td>"
+                               f"<td>{escape(w['state'])}</td><td>{rss}</td><td>{w['requests_served']}</td>"
+                               f"<td>{w['in_flight']}</td></tr>")
+    if data["audit"] is None:
+        audit_html = "<p>The capability broker is not enabled in this session, so there is no audit log.</p>"
+    elif not data["audit"]:
+        audit_html = "<p>No capability calls yet.</p>"
+    else:
+        audit_html = _table(["time", "extension", "origin", "capability", "target", "decision"], [
+            "".join(f"<td>{escape(str(r.get(k, '')))}</td>" for k in
+                    ("time", "extension", "origin", "capability", "target", "decision")) for r in data["audit"]])
+    body = (
+        f"<!doctype html><meta charset=utf-8><title>protoreg gateway</title><style>{STYLE}</style>"
+        "<h1>protoreg gateway</h1><p>Each custom site is served from its own origin "
+        f"<code>http://&lt;host&gt;.&lt;scheme&gt;.{escape(target.authority)}/</code>.</p>"
+        "<h2>Extensions and schemes</h2>"
+        + _table(["scheme", "extension", "trust", "example"], ext_rows, "No extensions are installed.")
+        + "<h2>Permission grants</h2>"
+        + _table(["extension", "grants", "content security policy"], grant_rows, "No extensions.")
+        + "<h2>Sandbox layers</h2>" + _table(["layer", "state", "detail"], layer_rows, "No report.")
+        + "<h2>Workers</h2>"
+        + _table(["extension", "pid", "state", "RSS", "served", "in flight"], worker_rows,
+                 "No worker is running (they start on the first request).")
+        + "<h2>Audit log</h2>" + audit_html
+    )
+    return web.Response(text=body, content_type="text/html", headers=page_headers())
+
+
+def _table(columns: list[str], rows: list[str], empty: str = "") -> str:
+    if not rows:
+        return f"<p>{escape(empty)}</p>"
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    body = "".join(r if r.startswith("<tr>") else f"<tr>{r}</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+async def asset(request: web.Request, registry: Any, session: Any) -> web.StreamResponse:
+    parts = request.path.split("/")  # "", "_protoreg", kind, ...
+    if request.path == "/_protoreg/status.json":
+        return web.json_response(status(registry, session), headers=page_headers())
+    if len(parts) == 5 and parts[2] == "icon":
+        ext = registry.extensions.get(parts[3])
+        handler = next((h for h in ext.manifest.protocol_handlers if h.protocol == parts[4]), None) if ext else None
+        if handler is None or not handler.uriIcon:
+            return error_page(404, f"No icon for {parts[4]!r} in extension {parts[3]!r}.")
+        path = (Path(ext.root) / handler.uriIcon).resolve()
+        if not path.is_relative_to(Path(ext.root).resolve()) or not path.is_file():
+            return error_page(404, f"The icon {handler.uriIcon!r} of {ext.id} is not inside its bundle.")
+        ctype = _ICON_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        headers = {**page_headers(), "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox"}
+        return web.Response(body=path.read_bytes(), content_type=ctype, headers=headers)
+    return error_page(404, f"Nothing is served at {request.path}.")
