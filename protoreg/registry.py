@@ -1,0 +1,214 @@
+"""The Registry: installed extensions, which extension owns each scheme, and the policy queries on top.
+
+Conflict policy (one rule): the first installed extension keeps a scheme; a later one that declares it waits in
+line, unless it is installed with ``prefer=True``, which puts it first. Every conflict is recorded in
+``reg.conflicts`` and logged as a warning. Uninstalling releases each scheme to the next claimant in line.
+
+Install reads every ``*.py`` file of the bundle once, hashes it, and keeps the bytes: the worker executes those bytes
+and nothing else, so a file changed on disk later changes nothing until the extension is reinstalled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final
+from urllib.parse import quote
+
+from yarl import URL
+
+from protoreg import origins, trust, urls
+from protoreg.errors import InstallError, UnknownScheme
+from protoreg.manifest import Manifest, ProtocolHandler, load_manifest
+
+__all__ = ["Conflict", "Extension", "Registry", "SchemeEntry"]
+
+log = logging.getLogger("protoreg.registry")
+
+MAX_FILES: Final = 2000
+MAX_BYTES: Final = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, eq=False)
+class Extension:
+    id: str
+    name: str
+    version: str
+    root: Path
+    manifest: Manifest
+    #: Every ``*.py`` file of the bundle (relative POSIX path -> bytes), read once at install.
+    files: Mapping[str, bytes]
+    #: sha256 over the sorted ``path\0sha256(bytes)`` lines: the identity of the bundle's code.
+    digest: str
+
+    @property
+    def handlers(self) -> tuple[ProtocolHandler, ...]:
+        return tuple(self.manifest.protocol_handlers)
+
+    def __repr__(self) -> str:
+        return f"<Extension {self.id} {self.version} {self.digest[:12]}>"
+
+
+@dataclass(frozen=True)
+class SchemeEntry:
+    scheme: str
+    extension: Extension
+    handler: ProtocolHandler
+
+    @property
+    def trustworthy(self) -> bool:
+        return self.handler.uriIsTrustworthy
+
+    def template_url(self, url: str | URL) -> str | None:
+        """``uriTemplate`` with ``%s`` replaced by the URL, percent-encoded as encodeURIComponent does."""
+        template = self.handler.uriTemplate
+        if template is None:
+            return None
+        return template.replace("%s", quote(str(url), safe="-_.!~*'()"), 1)
+
+
+@dataclass(frozen=True)
+class Conflict:
+    scheme: str
+    active: str      # the extension id that serves the scheme after the install
+    waiting: str     # the extension id that does not
+    reason: str
+
+    def __str__(self) -> str:
+        return f"scheme {self.scheme!r}: {self.active} serves it, {self.waiting} waits ({self.reason})"
+
+
+def _read_bundle(root: Path) -> tuple[dict[str, bytes], str]:
+    files: dict[str, bytes] = {}
+    total = 0
+    real_root = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.endswith(".py"):
+                continue
+            path = Path(dirpath) / name
+            if not path.resolve().is_relative_to(real_root):
+                raise InstallError(f"{path} is a symlink pointing outside the extension directory {root}. Copy "
+                                   "the file into the bundle instead of linking it")
+            data = path.read_bytes()
+            total += len(data)
+            if len(files) >= MAX_FILES or total > MAX_BYTES:
+                raise InstallError(f"the bundle {root} has more than {MAX_FILES} Python files or "
+                                   f"{MAX_BYTES // 2**20} MiB of Python code. Remove what the handler doesn't use")
+            files[path.relative_to(root).as_posix()] = data
+    lines = sorted(f"{p}\0{hashlib.sha256(b).hexdigest()}" for p, b in files.items())
+    return files, hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+class Registry:
+    """Installed extensions and their schemes. An object, never global state."""
+
+    def __init__(self) -> None:
+        self._extensions: dict[str, Extension] = {}
+        self._claims: dict[str, list[str]] = {}  # scheme -> extension ids in line, the first one active
+        self._schemes: dict[str, SchemeEntry] = {}
+        self._conflicts: list[Conflict] = []
+        self._listeners: list[Callable[[str, Extension], None]] = []
+        self.extensions: Mapping[str, Extension] = MappingProxyType(self._extensions)
+        self.schemes: Mapping[str, SchemeEntry] = MappingProxyType(self._schemes)
+
+    @property
+    def conflicts(self) -> tuple[Conflict, ...]:
+        return tuple(self._conflicts)
+
+    # -- install / uninstall ----------------------------------------------------------------------------------
+    def install(self, path: str | os.PathLike[str], *, prefer: bool = False) -> Extension:
+        """Install the extension in directory ``path``; raises ManifestError (every problem) or InstallError."""
+        root = Path(path)
+        manifest = load_manifest(root)
+        files, digest = _read_bundle(root)
+        ext = Extension(manifest.id, manifest.name, manifest.version, root.resolve(), manifest,
+                        MappingProxyType(files), digest)
+        existing = self._extensions.get(ext.id)
+        if existing is not None:
+            if existing.digest == digest and existing.root == ext.root:
+                return existing
+            raise InstallError(f"an extension with id {ext.id!r} is already installed from {existing.root} "
+                               f"(version {existing.version}). Call reg.uninstall({ext.id!r}) first to replace it")
+        self._extensions[ext.id] = ext
+        for handler in manifest.protocol_handlers:
+            line = self._claims.setdefault(handler.protocol, [])
+            if line:
+                current = line[0]
+                if prefer:
+                    line.insert(0, ext.id)
+                    conflict = Conflict(handler.protocol, ext.id, current, "installed with prefer=True")
+                else:
+                    line.append(ext.id)
+                    conflict = Conflict(handler.protocol, current, ext.id,
+                                        "first installed keeps the scheme; install with prefer=True to take it")
+                self._conflicts.append(conflict)
+                log.warning("%s", conflict)
+            else:
+                line.append(ext.id)
+            self._refresh(handler.protocol)
+        self._emit("installed", ext)
+        return ext
+
+    def uninstall(self, extension_id: str) -> Extension:
+        ext = self._extensions.pop(extension_id, None)
+        if ext is None:
+            raise InstallError(f"no extension with id {extension_id!r} is installed (installed: "
+                               f"{', '.join(self._extensions) or 'none'})")
+        for handler in ext.manifest.protocol_handlers:
+            line = self._claims.get(handler.protocol, [])
+            if extension_id in line:
+                line.remove(extension_id)
+            if not line:
+                self._claims.pop(handler.protocol, None)
+            self._refresh(handler.protocol)
+        self._emit("uninstalled", ext)
+        return ext
+
+    def _refresh(self, scheme: str) -> None:
+        line = self._claims.get(scheme)
+        if not line:
+            self._schemes.pop(scheme, None)
+            return
+        ext = self._extensions[line[0]]
+        handler = next(h for h in ext.manifest.protocol_handlers if h.protocol == scheme)
+        self._schemes[scheme] = SchemeEntry(scheme, ext, handler)
+
+    def subscribe(self, callback: Callable[[str, Extension], None]) -> Callable[[], None]:
+        """Call ``callback(event, extension)`` on "installed"/"uninstalled"; returns the unsubscribe function."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    def _emit(self, event: str, ext: Extension) -> None:
+        for cb in list(self._listeners):
+            cb(event, ext)
+
+    # -- queries ----------------------------------------------------------------------------------------------
+    def lookup(self, scheme: str) -> SchemeEntry:
+        entry = self._schemes.get(scheme.lower() if isinstance(scheme, str) else scheme)
+        if entry is None:
+            raise UnknownScheme(str(scheme), sorted(self._schemes))
+        return entry
+
+    @property
+    def _trustworthy(self) -> frozenset[str]:
+        return frozenset(s for s, e in self._schemes.items() if e.trustworthy)
+
+    def resolve(self, url: str | URL, base: str | URL | None = None) -> URL:
+        return urls.resolve(str(url), None if base is None else str(base), registered=self._schemes)
+
+    def origin(self, url: str | URL) -> origins.Origin:
+        return origins.origin_of(url if isinstance(url, URL) else str(url), registered=self._schemes)
+
+    def is_potentially_trustworthy(self, target: origins.Origin | str | URL) -> bool:
+        return trust.is_potentially_trustworthy(target, registered=self._schemes,
+                                                trustworthy_schemes=self._trustworthy)
+
+    def is_secure_context(self, chain: Sequence[origins.Origin | str | URL]) -> bool:
+        return trust.is_secure_context(chain, registered=self._schemes, trustworthy_schemes=self._trustworthy)
