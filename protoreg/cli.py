@@ -1,0 +1,203 @@
+"""The ``protoreg`` command line. Exit codes: 0 success, 1 a problem was found or an operation failed, 2 usage.
+
+Errors are one readable message; a traceback appears only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from protoreg.errors import ManifestError, ProtoregError
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parents[1]
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+# -- check ------------------------------------------------------------------------------------------------------
+def cmd_check(args: argparse.Namespace) -> int:
+    from protoreg.manifest import load_manifest
+    from protoreg.registry import _read_bundle
+
+    try:
+        manifest = load_manifest(args.directory)
+        _files, digest = _read_bundle(Path(args.directory))
+    except ManifestError as exc:
+        n = len(exc.problems)
+        _err(f"{exc.source}: {n} problem{'s' if n != 1 else ''}")
+        for p in exc.problems:
+            _err(f"  {p}")
+        return EXIT_FAIL
+    _out(f"{args.directory}: OK: {manifest.name} {manifest.version} (id {manifest.id}, code {digest[:12]})")
+    for h in manifest.protocol_handlers:
+        how = f"script {h.uriHandlerScript}" if h.uriHandlerScript else f"redirects to {h.uriTemplate}"
+        trust = ", potentially trustworthy" if h.uriIsTrustworthy else ""
+        _out(f"  {h.protocol}: {h.name} ({how}{trust})")
+    grants = [*manifest.permissions, *manifest.host_permissions]
+    _out(f"  grants: {', '.join(grants) if grants else 'none'}")
+    return EXIT_OK
+
+
+# -- schema -----------------------------------------------------------------------------------------------------
+def cmd_schema(args: argparse.Namespace) -> int:
+    from protoreg.manifest import manifest_json_schema
+
+    _out(json.dumps(manifest_json_schema(), indent=2))
+    return EXIT_OK
+
+
+# -- serve ------------------------------------------------------------------------------------------------------
+def default_bundles() -> list[Path]:
+    """The built-in handlers and the bundled demo extension."""
+    found = [p.parent for p in sorted((ROOT / "handlers").glob("*/manifest.json"))]
+    found += [p.parent for p in sorted((ROOT / "examples").glob("*/manifest.json"))]
+    return found
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from protoreg.gateway import create_app
+    from protoreg.gateway.hosts import to_gateway_url
+    from protoreg.registry import Registry
+
+    reg = Registry()
+    for bundle in args.extension or default_bundles():
+        ext = reg.install(bundle)
+        logging.getLogger("protoreg.cli").info("installed %s from %s", ext.id, bundle)
+    app = create_app(reg)
+    authority = f"localhost:{args.port}"
+    _out(f"protoreg gateway: dashboard at http://{authority}/")
+    for scheme in sorted(reg.schemes):
+        example = f"{scheme}://example/"
+        try:
+            _out(f"  {scheme}: {example} -> {to_gateway_url(reg.resolve(example), authority)}")
+        except ProtoregError:
+            continue
+    _out("Press Ctrl+C to stop.")
+    web.run_app(app, host=args.host, port=args.port, print=None, handle_signals=True)
+    return EXIT_OK
+
+
+# -- fetch ------------------------------------------------------------------------------------------------------
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from protoreg.registry import Registry
+    from protoreg.session import Session
+
+    headers = []
+    for h in args.header or ():
+        name, sep, value = h.partition(":")
+        if not sep or not name.strip():
+            _err(f"protoreg fetch: -H {h!r} is not 'Name: value'")
+            return EXIT_USAGE
+        headers.append((name.strip(), value.strip()))
+    reg = Registry()
+    for bundle in args.extension or default_bundles():
+        reg.install(bundle)
+
+    async def run() -> int:
+        async with Session(reg) as session:
+            resp = await session.fetch(args.url, method=args.request or ("POST" if args.data else "GET"),
+                                       headers=headers, body=args.data, origin=args.origin, mode=args.mode)
+            if args.include:
+                _out(f"{resp.status} ({resp.type})")
+                for k, v in resp.headers.items():
+                    _out(f"{k}: {v}")
+                _out()
+            out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+            try:
+                async for chunk in resp.stream():
+                    out.write(chunk)
+            finally:
+                if args.output:
+                    out.close()
+                else:
+                    out.flush()
+            return EXIT_OK if resp.status < 400 else EXIT_FAIL
+
+    return asyncio.run(run())
+
+
+# -- plumbing ---------------------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="protoreg", description="Custom URL schemes with origin isolation.",
+                                epilog="example: protoreg check examples/hello-scheme")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str, example: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help, epilog=f"example: {example}",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = add("check", cmd_check, "validate an extension directory and list every manifest problem",
+             "protoreg check examples/hello-scheme")
+    sp.add_argument("directory", help="the extension directory (containing manifest.json)")
+    add("schema", cmd_schema, "print the JSON Schema of manifest.json", "protoreg schema > manifest.schema.json")
+    sp = add("serve", cmd_serve, "run the gateway with the built-in handlers and the demo extension",
+             "protoreg serve --port 8080")
+    sp.add_argument("--port", type=int, default=8080)
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sp.add_argument("--extension", "-e", action="append", help="install this extension directory (repeatable); "
+                    "default: the built-in handlers and the demo")
+    sp = add("fetch", cmd_fetch, "fetch a custom URL through its handler, like curl",
+             "protoreg fetch -i web+hello://world/")
+    sp.add_argument("url")
+    sp.add_argument("-X", "--request", metavar="METHOD")
+    sp.add_argument("-H", "--header", action="append", metavar="'Name: value'")
+    sp.add_argument("-d", "--data")
+    sp.add_argument("-i", "--include", action="store_true", help="print the status line and headers")
+    sp.add_argument("-o", "--output", metavar="FILE")
+    sp.add_argument("--origin", help="fetch as this initiator origin, e.g. web+a://x")
+    sp.add_argument("--mode", default="navigate", choices=["cors", "no-cors", "same-origin", "navigate"])
+    sp.add_argument("--extension", "-e", action="append")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "fn", None) is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.fn(args))
+    except KeyboardInterrupt:
+        return 130
+    except ProtoregError as exc:
+        if args.debug:
+            traceback.print_exc()
+        _err(f"protoreg {args.command}: {exc}")
+        return EXIT_FAIL
+    except Exception as exc:  # noqa: BLE001 - the CLI never shows a bare traceback
+        if args.debug:
+            traceback.print_exc()
+        _err(f"protoreg {args.command}: internal error: {type(exc).__name__}: {exc}. "
+             "Rerun with --debug for the traceback, and please report it")
+        return EXIT_FAIL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
