@@ -137,15 +137,16 @@ class Manifest(BaseModel):
                             'use <scheme>://<host>/<path>, e.g. "https://example.org/*" or "https://*.example.org/*"')
         return v
 
-    @model_validator(mode="after")
-    def _unique(self) -> Manifest:
+    @field_validator("protocol_handlers")
+    @classmethod
+    def _unique(cls, v: list[ProtocolHandler]) -> list[ProtocolHandler]:
         seen: set[str] = set()
-        for h in self.protocol_handlers:
+        for h in v:
             if h.protocol in seen:
                 raise _fail(f"the scheme {h.protocol!r} is declared twice in protocol_handlers",
                             "keep one entry per scheme")
             seen.add(h.protocol)
-        return self
+        return v
 
     @property
     def id(self) -> str:
