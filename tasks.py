@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up and run protoreg from a fresh clone, needing only Python >= 3.11.
 
-    python3 tasks.py demo     # set up, then run the main job
+    python3 tasks.py demo     # set up, then run the main job: the gateway with the bundled sites
     python3 tasks.py test     # set up (including Chromium for browser tests), then run the test suite
 
 Extra arguments after ``test`` go to pytest (``python3 tasks.py test -k origin``).
@@ -81,7 +81,7 @@ def cmd_test(args: list[str]) -> int:
 
 def cmd_demo(args: list[str]) -> int:
     ensure_venv()
-    return subprocess.call([str(BIN / "protoreg"), "check", str(ROOT / "examples" / "hello-scheme"), *args], cwd=ROOT)
+    return subprocess.call([str(BIN / "protoreg"), "serve", *args], cwd=ROOT)
 
 
 def main(argv: list[str]) -> int:
