@@ -8,6 +8,7 @@ policy, because they are separate policies and a resource must pass all of them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -95,15 +96,24 @@ def parse_response_policies(headers: Iterable[tuple[str, str]]) -> list[Policy]:
 BASELINE: Final = parse_serialized_policy("object-src 'none'; base-uri 'self'; frame-ancestors 'self'")
 
 
-def response_policies(extension_policy: str | None, handler_headers: Iterable[tuple[str, str]]) -> list[Policy]:
-    """[baseline, the extension's policy if any, *the handler's policies]: all enforced together."""
-    policies = [Policy(dict(BASELINE.directives))]
+def response_policies(extension_policy: str | None, handler_headers: Sequence[tuple[str, str]]) -> list[Policy]:
+    """[baseline, the extension's policy if any, *the handler's policies]: all enforced together.
+
+    The returned BASELINE and extension policies are shared objects: treat them as read-only.
+    """
+    policies = [BASELINE]
     if extension_policy:
-        ext = parse_serialized_policy(extension_policy)
+        ext = _parse_cached(extension_policy)
         if ext.directives:
             policies.append(ext)
-    policies.extend(parse_response_policies(handler_headers))
+    if any(n.lower().startswith("content-security-policy") for n, _ in handler_headers):
+        policies.extend(parse_response_policies(handler_headers))
     return policies
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_cached(text: str) -> Policy:
+    return parse_serialized_policy(text)
 
 
 def csp_header_items(policies: Sequence[Policy]) -> list[tuple[str, str]]:

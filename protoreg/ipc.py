@@ -139,16 +139,28 @@ class InboundBody:
         return self
 
     async def __anext__(self) -> bytes:
+        return await self.next_chunk()
+
+    async def next_chunk(self, timeout: float | None = None) -> bytes:
+        """The next chunk; StopAsyncIteration at the end; TimeoutError when none arrives within ``timeout``.
+
+        A chunk that is already buffered is returned without a trip through the event loop.
+        """
         while not self._chunks:
             if self._done:
                 if self._error is not None:
                     raise self._error
                 raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = None if timeout is None else loop.call_later(
+                timeout, lambda: waiter.done() or waiter.set_exception(TimeoutError()))
             try:
-                await self._waiter
+                await waiter
             finally:
                 self._waiter = None
+                if timer is not None:
+                    timer.cancel()
         chunk = self._chunks.popleft()
         self._return_credit(len(chunk), not self._chunks)
         return chunk
@@ -301,6 +313,12 @@ class Channel(asyncio.Protocol):
 
     def send_json(self, ftype: FrameType, stream: int, obj: Any) -> None:
         self.send(ftype, stream, encode_json(obj))
+
+    def send_frames(self, frames: list[tuple[FrameType, int, bytes]]) -> None:
+        """Several frames in one write (one syscall for a small response: head, data, end)."""
+        if self._transport is None or self.closed:
+            raise ConnectionResetError("channel closed")
+        self._transport.write(b"".join(HEADER.pack(t, 0, s, len(p)) + p for t, s, p in frames))
 
     async def drain(self) -> None:
         if self.closed:

@@ -115,6 +115,7 @@ class Registry:
         self._schemes: dict[str, SchemeEntry] = {}
         self._conflicts: list[Conflict] = []
         self._listeners: list[Callable[[str, Extension], None]] = []
+        self._trustworthy: frozenset[str] = frozenset()
         self.extensions: Mapping[str, Extension] = MappingProxyType(self._extensions)
         self.schemes: Mapping[str, SchemeEntry] = MappingProxyType(self._schemes)
 
@@ -175,10 +176,11 @@ class Registry:
         line = self._claims.get(scheme)
         if not line:
             self._schemes.pop(scheme, None)
-            return
-        ext = self._extensions[line[0]]
-        handler = next(h for h in ext.manifest.protocol_handlers if h.protocol == scheme)
-        self._schemes[scheme] = SchemeEntry(scheme, ext, handler)
+        else:
+            ext = self._extensions[line[0]]
+            handler = next(h for h in ext.manifest.protocol_handlers if h.protocol == scheme)
+            self._schemes[scheme] = SchemeEntry(scheme, ext, handler)
+        self._trustworthy = frozenset(s for s, e in self._schemes.items() if e.trustworthy)
 
     def subscribe(self, callback: Callable[[str, Extension], None]) -> Callable[[], None]:
         """Call ``callback(event, extension)`` on "installed"/"uninstalled"; returns the unsubscribe function."""
@@ -196,9 +198,6 @@ class Registry:
             raise UnknownScheme(str(scheme), sorted(self._schemes))
         return entry
 
-    @property
-    def _trustworthy(self) -> frozenset[str]:
-        return frozenset(s for s, e in self._schemes.items() if e.trustworthy)
 
     def resolve(self, url: str | URL, base: str | URL | None = None) -> URL:
         return urls.resolve(str(url), None if base is None else str(base), registered=self._schemes)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any, Literal
@@ -78,7 +77,7 @@ class FetchResponse:
         try:
             while True:
                 try:
-                    chunk = await asyncio.wait_for(body.__anext__(), self._timeout)
+                    chunk = await body.next_chunk(self._timeout)
                 except StopAsyncIteration:
                     return
                 except TimeoutError:

@@ -39,6 +39,7 @@ class TooManyRedirects(HandlerError):
 
 
 def _csp_policy_of(entry: SchemeEntry) -> str | None:
+    """The extension's protocol_pages policy (the manifest's content_security_policy)."""
     policy = entry.extension.manifest.content_security_policy
     return getattr(policy, "protocol_pages", None) if policy is not None else None
 
@@ -198,8 +199,11 @@ class Session:
             stream = await self.workers.dispatch(ext, head, payload)
         except HandlerError as err:
             return self._error_response(url, err)
+        head = stream.head
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(timeout, lambda: head.done() or head.set_exception(TimeoutError()))
         try:
-            status, rheaders = await asyncio.wait_for(asyncio.shield(stream.head), timeout)
+            status, rheaders = await head
         except TimeoutError:
             stream.abort()
             err = HandlerTimeout(f"handler {entry.handler.uriHandlerScript} of {ext.id} did not answer "
@@ -210,6 +214,8 @@ class Session:
         except asyncio.CancelledError:
             stream.abort()  # the caller gave up: cancel the handler's task
             raise
+        finally:
+            timer.cancel()
         return status, rheaders, stream
 
     def _error_response(self, url: URL, err: HandlerError) -> FetchResponse:

@@ -28,13 +28,12 @@ def _origin_trustworthy(origin: Origin, trustworthy_schemes: Container[str]) -> 
     if origin.scheme in ("https", "wss"):
         return True
     host = origin.host or ""
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        ip = None
-    if ip is not None:
-        return ip.is_loopback
-    if host == "localhost" or host.endswith(".localhost") or host in ("localhost.", ) or host.endswith(".localhost."):
+    if host[:1].isdigit() or ":" in host or host.startswith("["):  # only then can it be an IP literal
+        try:
+            return ipaddress.ip_address(host.strip("[]")).is_loopback
+        except ValueError:
+            pass
+    if host in ("localhost", "localhost.") or host.endswith((".localhost", ".localhost.")):
         return True
     if origin.scheme == "file":
         return True

@@ -13,7 +13,7 @@ from typing import Any
 
 from yarl import URL
 
-from protoreg.ipc import Channel, FrameType, decode_json
+from protoreg.ipc import MAX_CHUNK, Channel, FrameType, decode_json, encode_json
 from protoreg.messages import Request, Response, check_header, check_status
 from protoreg.worker.loader import BundleFinder, load_script
 
@@ -127,13 +127,20 @@ class WorkerServer:
             payload = resp.body
             if isinstance(payload, str):
                 payload = payload.encode()
+            head_frame = encode_json({"status": resp.status, "headers": list(resp.headers.items())})
+            if isinstance(payload, (bytes, bytearray, memoryview)) and len(payload) <= MAX_CHUNK:
+                # Small body: head, data and end leave in one write.
+                frames = [(FrameType.RESPONSE, stream, head_frame)]
+                if payload:
+                    frames.append((FrameType.DATA, stream, bytes(payload)))
+                frames.append((FrameType.END, stream, b""))
+                channel.send_frames(frames)
+                return
             channel.open_outbound(stream)
-            channel.send_json(FrameType.RESPONSE, stream, {"status": resp.status,
-                                                           "headers": list(resp.headers.items())})
+            channel.send(FrameType.RESPONSE, stream, head_frame)
             started = True
             if isinstance(payload, (bytes, bytearray, memoryview)):
-                if payload:
-                    await channel.send_data(stream, payload)
+                await channel.send_data(stream, payload)
             elif payload is not None:
                 iterator = aiter(payload)
                 try:
