@@ -135,6 +135,11 @@ class InboundBody:
     def finished(self) -> bool:
         return self._done and not self._chunks
 
+    @property
+    def complete(self) -> bool:
+        """The whole body has arrived (reading it will not wait)."""
+        return self._done and self._error is None
+
     def __aiter__(self) -> InboundBody:
         return self
 

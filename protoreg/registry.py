@@ -10,6 +10,7 @@ and nothing else, so a file changed on disk later changes nothing until the exte
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -116,6 +117,8 @@ class Registry:
         self._conflicts: list[Conflict] = []
         self._listeners: list[Callable[[str, Extension], None]] = []
         self._trustworthy: frozenset[str] = frozenset()
+        # yarl.URLs are immutable, so resolutions can be shared; the cache is cleared whenever schemes change.
+        self._resolve_cached = functools.lru_cache(maxsize=4096)(self._resolve_uncached)
         self.extensions: Mapping[str, Extension] = MappingProxyType(self._extensions)
         self.schemes: Mapping[str, SchemeEntry] = MappingProxyType(self._schemes)
 
@@ -181,6 +184,7 @@ class Registry:
             handler = next(h for h in ext.manifest.protocol_handlers if h.protocol == scheme)
             self._schemes[scheme] = SchemeEntry(scheme, ext, handler)
         self._trustworthy = frozenset(s for s, e in self._schemes.items() if e.trustworthy)
+        self._resolve_cached.cache_clear()
 
     def subscribe(self, callback: Callable[[str, Extension], None]) -> Callable[[], None]:
         """Call ``callback(event, extension)`` on "installed"/"uninstalled"; returns the unsubscribe function."""
@@ -200,7 +204,11 @@ class Registry:
 
 
     def resolve(self, url: str | URL, base: str | URL | None = None) -> URL:
-        return urls.resolve(str(url), None if base is None else str(base), registered=self._schemes)
+        """WHATWG resolution with the installed schemes parsed like https (see protoreg.urls)."""
+        return self._resolve_cached(str(url), None if base is None else str(base))
+
+    def _resolve_uncached(self, url: str, base: str | None) -> URL:
+        return urls.resolve(url, base, registered=self._schemes)
 
     def origin(self, url: str | URL) -> origins.Origin:
         return origins.origin_of(url if isinstance(url, URL) else str(url), registered=self._schemes)

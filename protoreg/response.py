@@ -58,6 +58,13 @@ class FetchResponse:
         self._consumed = False
 
     @property
+    def body_complete(self) -> bool:
+        """True when the whole body is already here, so read() returns without waiting for the worker."""
+        if self._stream is None:
+            return True
+        return self._stream.body is None or self._stream.body.complete
+
+    @property
     def ok(self) -> bool:
         return 200 <= self.status <= 299
 

@@ -186,19 +186,29 @@ async def _proxy(request: web.Request, target: GatewayTarget) -> web.StreamRespo
     if resp.type == "error":
         ext = resp.error.extension if resp.error is not None else None
         return error_page(resp.status, str(resp.error or "handler failed"), extension=ext, url=str(url))
-    out = web.StreamResponse(status=resp.status)
+    headers = CIMultiDict()
     for name, value in resp.headers.items():
         lname = name.lower()
-        if lname in _HOP_BY_HOP - {"content-length"}:
+        if lname in _HOP_BY_HOP:
             continue
         if lname in ("location", "access-control-allow-origin", "content-location"):
             value = _to_browser(registry, value, target.authority)
-        out.headers.add(name, value)
-    out.headers["X-Content-Type-Options"] = "nosniff"
-    if "content-length" in resp.headers and request.method != "HEAD":
-        out.content_length = int(resp.headers["content-length"])
+        headers.add(name, value)
+    headers["X-Content-Type-Options"] = "nosniff"
+    if resp.body_complete and request.method != "HEAD":  # small answers: one buffered response
+        try:
+            body = await resp.read()
+        except ProtoregError as exc:
+            return error_page(502, str(exc), url=str(url))
+        return web.Response(status=resp.status, body=body, headers=headers)
+    out = web.StreamResponse(status=resp.status, headers=headers)
+    length = resp.headers.get("Content-Length")
+    if length is not None and length.isdigit():
+        out.content_length = int(length)
     try:
         await out.prepare(request)
+        if request.method == "HEAD":
+            return out
         async for chunk in resp.stream():
             await out.write(chunk)
     except ProtoregError as exc:  # the handler failed mid-body: cut the connection rather than send wrong bytes
