@@ -39,7 +39,7 @@ _EXPORTS: dict[str, str] = {
     "WorkerConfig": "protoreg.worker.config",
     "WorkerCrashed": "protoreg.errors",
 }
-_SUBMODULES = ("cors", "csp")
+_SUBMODULES = ("cors", "csp", "gateway", "testing")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 
@@ -60,7 +60,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from protoreg import cors, csp
+    from protoreg import cors, csp, gateway, testing
     from protoreg.errors import (
         HandlerError,
         HandlerTimeout,
