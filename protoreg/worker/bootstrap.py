@@ -37,7 +37,7 @@ def encode_init(config: dict[str, Any], files: dict[str, bytes]) -> bytes:
     return b"".join([_LEN.pack(len(header)), header, *files.values()])
 
 
-def _apply_sandbox(spec: dict[str, Any] | None) -> dict[str, Any]:
+def _apply_sandbox(spec: dict[str, Any] | None, channel_fd: int) -> dict[str, Any]:
     if spec is None:
         return {"enabled": False, "layers": []}
     from protoreg.sandbox import SandboxPolicy, apply_sandbox
@@ -46,6 +46,7 @@ def _apply_sandbox(spec: dict[str, Any] | None) -> dict[str, Any]:
     for key in ("read_paths", "write_paths"):
         fields[key] = tuple(fields.get(key, ()))
     fields["required"] = frozenset(fields.get("required", ()))
+    fields["keep_fds"] = (channel_fd,)
     report = apply_sandbox(SandboxPolicy(**fields))
     return {"enabled": True, **report.to_dict()}
 
@@ -68,7 +69,7 @@ def main() -> None:
     config, files = decode_init(payload)
     os.chdir("/")
     try:
-        sandbox = _apply_sandbox(config.get("sandbox"))  # before any thread, event loop or handler code
+        sandbox = _apply_sandbox(config.get("sandbox"), sock.fileno())  # before threads, loop, handler code
     except Exception as exc:  # a required layer could not engage: tell the parent why, then exit
         sock.sendall(encode_frame(FrameType.HELLO, 0, encode_json(
             {"pid": os.getpid(), "fatal": f"{type(exc).__name__}: {exc}"})))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["WorkerConfig"]
 
@@ -33,5 +35,8 @@ class WorkerConfig:
     log_line_max: int = 4096
     #: Keep one generic, not-yet-specialised worker process ready, so a cold start skips interpreter start-up.
     prestart: bool = True
-    #: Sandbox settings (see protoreg.sandbox); None disables the sandbox entirely.
-    sandbox: dict[str, object] | None = None
+    #: Sandbox settings for every worker (SandboxPolicy fields: rlimit_as, rlimit_cpu, rlimit_nofile,
+    #: rlimit_nproc, network_namespace, landlock, seccomp, required, extra read_paths). None disables the sandbox.
+    sandbox: Mapping[str, Any] | None = field(default_factory=dict)
+    #: Per-extension overrides of ``sandbox``, keyed by extension id (e.g. a larger rlimit_as for one extension).
+    sandbox_per_extension: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

@@ -66,10 +66,22 @@ class WorkerManager:
             self._replenish_spare()
         return worker
 
+    def sandbox_spec(self, ext: Extension) -> dict[str, Any] | None:
+        """The SandboxPolicy fields for ``ext``'s workers (None: no sandbox)."""
+        if self.config.sandbox is None:
+            return None
+        from protoreg.sandbox import default_read_paths
+
+        spec: dict[str, Any] = {**self.config.sandbox, **self.config.sandbox_per_extension.get(ext.id, {})}
+        spec["read_paths"] = [*default_read_paths(ext.root), *spec.get("read_paths", ())]
+        spec["write_paths"] = list(spec.get("write_paths", ()))
+        spec["required"] = sorted(spec.get("required", ()))
+        return spec
+
     def init_config(self, ext: Extension) -> dict[str, Any]:
         handlers = {h.protocol: h.uriHandlerScript for h in ext.manifest.protocol_handlers if h.uriHandlerScript}
         return {"label": ext.id, "extension": {"id": ext.id, "name": ext.name, "version": ext.version},
-                "handlers": handlers, "window": self.config.window, "sandbox": self.config.sandbox,
+                "handlers": handlers, "window": self.config.window, "sandbox": self.sandbox_spec(ext),
                 "bundle_root": str(ext.root)}
 
     async def _start_worker(self, ext: Extension) -> WorkerProcess:
