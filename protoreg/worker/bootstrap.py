@@ -74,6 +74,11 @@ def main() -> None:
         sock.sendall(encode_frame(FrameType.HELLO, 0, encode_json(
             {"pid": os.getpid(), "fatal": f"{type(exc).__name__}: {exc}"})))
         raise SystemExit(3) from None
+    spec = config.get("sandbox")
+    if spec is not None:
+        from protoreg.worker import audit
+
+        audit.install(config["label"], spec.get("read_paths", ()), spec.get("write_paths", ()))
     from protoreg.worker.serve import run
 
     run(sock, config, files, sandbox)
