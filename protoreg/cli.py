@@ -134,6 +134,31 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+# -- doctor -----------------------------------------------------------------------------------------------------
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import platform
+    from importlib import metadata
+
+    from protoreg.sandbox import probe
+
+    _out(f"Python {platform.python_version()} ({sys.executable}) on {platform.system()} {platform.release()} "
+         f"{platform.machine()}")
+    for dist in ("aiohttp", "yarl", "multiformats", "pydantic", "ada-url", "mmh3", "cryptography"):
+        try:
+            _out(f"  {dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            _out(f"  {dist}: MISSING (pip install {dist})")
+    _out("sandbox layers:")
+    report = probe()
+    for layer in report.layers:
+        _out(f"  {'active ' if layer.active else 'MISSING'}  {layer.name}: {layer.detail}")
+    missing = [name for name in args.require or () if not report.active(name)]
+    if missing:
+        _err(f"protoreg doctor: required layer(s) unavailable: {', '.join(missing)}")
+        return EXIT_FAIL
+    return EXIT_OK
+
+
 # -- plumbing ---------------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="protoreg", description="Custom URL schemes with origin isolation.",
@@ -168,6 +193,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--origin", help="fetch as this initiator origin, e.g. web+a://x")
     sp.add_argument("--mode", default="navigate", choices=["cors", "no-cors", "same-origin", "navigate"])
     sp.add_argument("--extension", "-e", action="append")
+    sp = add("doctor", cmd_doctor, "report Python, dependencies and which sandbox layers this machine offers",
+             "protoreg doctor --require landlock --require seccomp")
+    sp.add_argument("--require", action="append", metavar="LAYER",
+                    help="exit 1 unless this layer is available (fds, userns+netns, rlimits, no_new_privs, "
+                         "landlock, seccomp)")
     return p
 
 

@@ -60,7 +60,7 @@ def test_fetch_bad_input_is_one_line_without_traceback(capsys):
 
 
 def test_help_of_every_command_shows_an_example(capsys):
-    for cmd in ("check", "schema", "serve", "fetch"):
+    for cmd in ("check", "schema", "serve", "fetch", "doctor"):
         assert main([cmd, "--help"]) == 0
         assert "example: protoreg" in capsys.readouterr().out
 
@@ -72,3 +72,16 @@ def test_console_script_runs_in_a_real_process():
     bad = subprocess.run([sys.executable, "-m", "protoreg.cli", "check", "/nonexistent-dir"], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
+
+
+def test_doctor_reports_layers_and_fails_on_a_missing_required_one(capsys):
+    from protoreg.sandbox import probe
+
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "sandbox layers:" in out and "landlock" in out and "aiohttp" in out
+    offered = [layer.name for layer in probe().layers if layer.active]
+    assert main(["doctor", *sum((["--require", n] for n in offered), [])]) == 0
+    capsys.readouterr()
+    assert main(["doctor", "--require", "warp-drive"]) == 1
+    assert "required layer(s) unavailable: warp-drive" in capsys.readouterr().err
