@@ -57,7 +57,10 @@ def main() -> None:
         raise SystemExit(2)
     sock = socket.socket(fileno=int(sys.argv[1]))
     sock.setblocking(True)
-    import protoreg.worker.serve  # noqa: F401 - warm imports while idle, so specialising is quick
+    # Warm imports while idle (a spare waits here), so specialising is quick. Importing spawns no thread.
+    import protoreg.sandbox
+    import protoreg.worker.audit
+    import protoreg.worker.serve  # noqa: F401
     try:
         ftype, _flags, _stream, payload = recv_frame_blocking(sock)
     except EOFError:
