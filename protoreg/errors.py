@@ -12,6 +12,7 @@ Each message says what happened, why, and what to change.
     ├── ManifestError(ValueError)         every problem of a manifest.json at once (.problems)
     ├── InstallError(RuntimeError)        an extension cannot be installed or uninstalled (conflict, unknown id)
     ├── PolicyError(PermissionError)      a request blocked by CORS / same-origin / mode rules
+    ├── InvalidPolicy(ValueError)         a hand-built CSP that would change meaning when sent as a header
     ├── PermissionDenied(PermissionError) a capability call not granted by the manifest
     ├── SandboxError(OSError)             a required sandbox layer is unavailable or failed to engage
     └── HandlerError(RuntimeError)        a handler or its worker failed (.status: 500/502/504)
@@ -29,6 +30,7 @@ __all__ = [
     "HandlerError",
     "HandlerTimeout",
     "InstallError",
+    "InvalidPolicy",
     "InvalidURL",
     "ManifestError",
     "ManifestProblem",
@@ -137,3 +139,7 @@ class HandlerTimeout(HandlerError, TimeoutError):
     """The per-request timeout expired before the handler answered."""
 
     status = 504
+
+
+class InvalidPolicy(ProtoregError, ValueError):
+    """A Content Security Policy built in code that can't be sent as a header without changing its meaning."""

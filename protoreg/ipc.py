@@ -71,8 +71,8 @@ def encode_json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def decode_json(payload: bytes) -> dict[str, Any]:
-    if len(payload) > MAX_CONTROL:
+def decode_json(payload: bytes, limit: int = MAX_CONTROL) -> dict[str, Any]:
+    if len(payload) > limit:
         raise ProtocolViolation(f"control payload of {len(payload)} bytes exceeds {MAX_CONTROL}")
     try:
         obj = json.loads(payload)

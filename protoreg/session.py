@@ -8,18 +8,25 @@ filtering, CSP merged with the baseline, trust) -> follow redirects like Fetch (
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import AsyncIterable, Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from multidict import CIMultiDict
 from yarl import URL
 
 from protoreg import cors, csp
-from protoreg.errors import HandlerError, HandlerTimeout, InvalidURL, PolicyError
+from protoreg.audit import AuditLog
+from protoreg.broker import Broker
+from protoreg.errors import HandlerError, HandlerTimeout, InvalidURL, PermissionDenied, PolicyError
 from protoreg.origins import Origin
 from protoreg.response import FetchResponse, ResponseType
 from protoreg.worker.config import WorkerConfig
+from protoreg.storage import StorageStore
 from protoreg.worker.manager import WorkerManager
+from protoreg.worker.process import WorkerProcess, WorkerStream
 
 if TYPE_CHECKING:
     from protoreg.registry import Registry, SchemeEntry
@@ -54,8 +61,36 @@ class Session:
     def __init__(self, registry: Registry, config: WorkerConfig | None = None, **options: Any) -> None:
         self.registry = registry
         self.config = config or WorkerConfig(**options)
-        self.workers = WorkerManager(registry, self.config)
+        self._tempdir: str | None = None
+        if self.config.state_dir is not None:
+            state = Path(self.config.state_dir)
+            storage = StorageStore(state / "storage.sqlite3")
+        else:
+            self._tempdir = tempfile.mkdtemp(prefix="protoreg-state-")
+            state, storage = Path(self._tempdir), StorageStore()
+        self.broker = Broker(storage=storage, data_root=state / "data",
+                             allow_private_networks=self.config.allow_private_networks)
+        self.workers = WorkerManager(registry, self.config, on_call=self._on_call, data_dir=self.broker.data_dir)
+        self._unsubscribe = registry.subscribe(self._on_registry_event)
         self._started = False
+
+    @property
+    def audit(self) -> AuditLog:
+        """Every capability call of this session's workers, allowed or denied."""
+        return self.broker.audit
+
+    def _on_registry_event(self, event: str, extension: Any) -> None:
+        if event == "uninstalled":
+            self.broker.forget(extension)
+
+    async def _on_call(self, worker: WorkerProcess, stream: WorkerStream | None, msg: dict[str, Any]) -> Any:
+        # Identity comes from the channel: which worker (so which extension) and which request stream.
+        ext = self.registry.extensions.get(worker.label)
+        if ext is None or stream is None:
+            raise PermissionDenied(f"{msg.get('cap')}: the extension {worker.label} is no longer installed")
+        url = URL(stream.url, encoded=True)
+        origin = self.registry.origin(url).serialize()
+        return await self.broker.call(ext, origin, url.scheme, str(msg["cap"]), msg["args"])
 
     async def __aenter__(self) -> Session:
         await self.start()
@@ -72,6 +107,10 @@ class Session:
     async def close(self) -> None:
         """Stop every worker; no child process or descriptor is left behind."""
         await self.workers.close()
+        self._unsubscribe()
+        self.broker.storage.close()
+        if self._tempdir is not None:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
 
     # -- fetch ------------------------------------------------------------------------------------------------
     async def fetch(

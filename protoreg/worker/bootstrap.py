@@ -58,6 +58,7 @@ def main() -> None:
     sock = socket.socket(fileno=int(sys.argv[1]))
     sock.setblocking(True)
     # Warm imports while idle (a spare waits here), so specialising is quick. Importing spawns no thread.
+    import protoreg.runtime
     import protoreg.sandbox
     import protoreg.worker.audit
     import protoreg.worker.serve  # noqa: F401

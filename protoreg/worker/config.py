@@ -38,5 +38,10 @@ class WorkerConfig:
     #: Sandbox settings for every worker (SandboxPolicy fields: rlimit_as, rlimit_cpu, rlimit_nofile,
     #: rlimit_nproc, network_namespace, landlock, seccomp, required, extra read_paths). None disables the sandbox.
     sandbox: Mapping[str, Any] | None = field(default_factory=dict)
+    #: Where storage (sqlite) and extension data directories persist. None: in memory and a temporary directory
+    #: removed when the Session closes.
+    state_dir: str | None = None
+    #: Let brokered fetches reach private, loopback and link-local addresses (off: SSRF protection).
+    allow_private_networks: bool = False
     #: Per-extension overrides of ``sandbox``, keyed by extension id (e.g. a larger rlimit_as for one extension).
     sandbox_per_extension: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

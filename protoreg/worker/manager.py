@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from protoreg.errors import WorkerCrashed
@@ -25,9 +26,13 @@ log = logging.getLogger("protoreg.worker")
 class WorkerManager:
     """Starts, multiplexes and stops the worker processes of the extensions in one registry."""
 
-    def __init__(self, registry: Registry, config: WorkerConfig | None = None) -> None:
+    def __init__(self, registry: Registry, config: WorkerConfig | None = None, *,
+                 on_call: Callable[[WorkerProcess, WorkerStream | None, dict[str, Any]], Awaitable[Any]] | None = None,
+                 data_dir: Callable[[Extension], Path | None] | None = None) -> None:
         self.registry = registry
         self.config = config or WorkerConfig()
+        self.on_call = on_call
+        self.data_dir = data_dir or (lambda ext: None)
         self._pools: dict[str, ExtensionPool] = {}
         self._spare: asyncio.Task[WorkerProcess] | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -74,7 +79,8 @@ class WorkerManager:
 
         spec: dict[str, Any] = {**self.config.sandbox, **self.config.sandbox_per_extension.get(ext.id, {})}
         spec["read_paths"] = [*default_read_paths(ext.root), *spec.get("read_paths", ())]
-        spec["write_paths"] = list(spec.get("write_paths", ()))
+        data = self.data_dir(ext)
+        spec["write_paths"] = [*([str(data)] if data is not None else []), *spec.get("write_paths", ())]
         spec["required"] = sorted(spec.get("required", ()))
         return spec
 
@@ -82,11 +88,12 @@ class WorkerManager:
         handlers = {h.protocol: h.uriHandlerScript for h in ext.manifest.protocol_handlers if h.uriHandlerScript}
         return {"label": ext.id, "extension": {"id": ext.id, "name": ext.name, "version": ext.version},
                 "handlers": handlers, "window": self.config.window, "sandbox": self.sandbox_spec(ext),
-                "bundle_root": str(ext.root)}
+                "bundle_root": str(ext.root), "data_dir": str(data) if (data := self.data_dir(ext)) else None}
 
     async def _start_worker(self, ext: Extension) -> WorkerProcess:
         worker = await self._take_spare()
         payload = encode_init(self.init_config(ext), dict(ext.files))
+        worker.on_call = self.on_call
         hello = await worker.specialise(ext.id, payload)
         for scheme, err in (hello.get("load_errors") or {}).items():
             worker.logger.error("extension %s, scheme %s: %s", ext.id, scheme, err)

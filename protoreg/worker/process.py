@@ -10,11 +10,11 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from protoreg.errors import HandlerError, WorkerCrashed
+from protoreg.errors import HandlerError, PermissionDenied, WorkerCrashed
 from protoreg.ipc import Channel, FrameType, InboundBody, ProtocolViolation, decode_json
 from protoreg.messages import check_header, check_status
 from protoreg.worker.config import WorkerConfig
@@ -29,11 +29,12 @@ _BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from protoreg.worker.b
 class WorkerStream:
     """One request in flight: ``head`` resolves to (status, headers) or raises HandlerError; then ``body``."""
 
-    __slots__ = ("body", "head", "id", "pump", "worker")
+    __slots__ = ("body", "head", "id", "pump", "url", "worker")
 
-    def __init__(self, worker: WorkerProcess, sid: int) -> None:
+    def __init__(self, worker: WorkerProcess, sid: int, url: str) -> None:
         self.worker = worker
         self.id = sid
+        self.url = url
         self.head: asyncio.Future[tuple[int, list[tuple[str, str]]]] = asyncio.get_running_loop().create_future()
         self.body: InboundBody | None = None
         self.pump: asyncio.Task[None] | None = None
@@ -76,6 +77,8 @@ class WorkerProcess:
         self._hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._tasks: list[asyncio.Task[None]] = []
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: Runs a capability call (set by the host): (worker, stream or None, message) -> JSON-able value.
+        self.on_call: Callable[[WorkerProcess, WorkerStream | None, dict[str, Any]], Awaitable[Any]] | None = None
 
     # -- life cycle -------------------------------------------------------------------------------------------
     @classmethod
@@ -84,7 +87,7 @@ class WorkerProcess:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", "-c", _BOOT, _PKG_PARENT, str(child_sock.fileno()),
+                sys.executable, "-I", "-B", "-c", _BOOT, _PKG_PARENT, str(child_sock.fileno()),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, pass_fds=(child_sock.fileno(),),
                 env={"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}, cwd="/", start_new_session=True,
@@ -258,7 +261,7 @@ class WorkerProcess:
         sid = self._next_id
         self._next_id += 1
         self.channel.max_stream = sid
-        st = WorkerStream(self, sid)
+        st = WorkerStream(self, sid, head["url"])
         self._streams[sid] = st
         self.last_active = time.monotonic()
         has_body = body is not None and body != b""
@@ -295,7 +298,36 @@ class WorkerProcess:
         with contextlib.suppress(ConnectionError):
             self.channel.send(FrameType.ABORT, st.id)
 
+    def _on_call(self, sid: int, msg: dict[str, Any]) -> None:
+        call_id, cap, args = msg.get("id"), msg.get("cap"), msg.get("args")
+        if not isinstance(call_id, int) or not isinstance(cap, str) or not isinstance(args, dict):
+            raise ProtocolViolation("CALL must carry an int id, a str cap and an object args")
+        if sid > self._next_id - 1:
+            raise ProtocolViolation(f"CALL on stream {sid}, which was never opened")
+        asyncio.ensure_future(self._run_call(call_id, self._streams.get(sid), cap, msg))
+
+    async def _run_call(self, call_id: int, st: WorkerStream | None, cap: str, msg: dict[str, Any]) -> None:
+        try:
+            if self.on_call is None:
+                raise PermissionDenied(f"{cap}: this host has no capability broker")
+            if st is None:
+                raise PermissionDenied(f"{cap} was called outside a request (the request had already ended); "
+                                       "capabilities can only be used while serving a request")
+            reply = {"id": call_id, "ok": True, "value": await self.on_call(self, st, msg)}
+        except PermissionDenied as exc:
+            reply = {"id": call_id, "ok": False, "error": {"type": "PermissionDenied", "message": str(exc)}}
+        except (ValueError, TypeError, KeyError) as exc:  # malformed arguments: a compromised or broken worker
+            self._on_violation(ProtocolViolation(f"malformed {cap} call: {exc}"))
+            return
+        except Exception as exc:  # noqa: BLE001 - report, never crash the host
+            reply = {"id": call_id, "ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}
+        with contextlib.suppress(ConnectionError):
+            self.channel.send_json(FrameType.RESULT, st.id if st is not None else 0, reply)
+
     def _on_frame(self, ftype: int, sid: int, payload: bytes) -> None:
+        if ftype == FrameType.CALL:
+            self._on_call(sid, decode_json(payload))
+            return
         if sid == 0:
             if ftype == FrameType.HELLO and not self._hello.done():
                 self._hello.set_result(decode_json(payload))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import os
 import socket
@@ -13,11 +14,13 @@ from typing import Any
 
 from yarl import URL
 
+from protoreg.errors import PermissionDenied
 from protoreg.ipc import MAX_CHUNK, Channel, FrameType, decode_json, encode_json
 from protoreg.messages import Request, Response, check_header, check_status
 from protoreg.worker.loader import BundleFinder, load_script
 
 Handler = Callable[[Request], Awaitable[Any]]
+_current_stream: contextvars.ContextVar[int] = contextvars.ContextVar("protoreg_stream", default=0)
 
 
 class HandlerFault(Exception):
@@ -63,6 +66,8 @@ class WorkerServer:
         for scheme, script in config["handlers"].items():
             self.handlers[scheme] = (script, *self._load(scheme, script))
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.calls: dict[int, asyncio.Future[Any]] = {}
+        self._next_call = 1
         self.channel: Channel | None = None
         self.done = asyncio.get_running_loop().create_future()
 
@@ -95,9 +100,29 @@ class WorkerServer:
             assert self.channel is not None
             self.channel.close_inbound(stream, ConnectionAbortedError("request aborted by the client"))
             self.channel.close_outbound(stream)
+        elif ftype == FrameType.RESULT:
+            msg = decode_json(payload, limit=64 << 20)
+            fut = self.calls.pop(msg.get("id", -1), None)
+            if fut is not None and not fut.done():
+                if msg.get("ok"):
+                    fut.set_result(msg.get("value"))
+                else:
+                    err = msg.get("error") or {}
+                    cls = PermissionDenied if err.get("type") == "PermissionDenied" else RuntimeError
+                    fut.set_exception(cls(str(err.get("message", "capability call failed"))))
         elif ftype == FrameType.SHUTDOWN:
             if not self.done.done():
                 self.done.set_result(None)
+
+    async def call(self, cap: str, args: dict[str, Any]) -> Any:
+        """A capability call to the broker, on behalf of the request this task is serving."""
+        assert self.channel is not None
+        call_id = self._next_call
+        self._next_call += 1
+        fut = asyncio.get_running_loop().create_future()
+        self.calls[call_id] = fut
+        self.channel.send_json(FrameType.CALL, _current_stream.get(), {"id": call_id, "cap": cap, "args": args})
+        return await fut
 
     def on_lost(self, exc: BaseException | None) -> None:
         for task in self.tasks.values():
@@ -115,6 +140,7 @@ class WorkerServer:
         try:
             if handler is None:
                 raise HandlerFault(500, load_error or "no handler")
+            _current_stream.set(stream)
             request = Request(url, method=head["method"], headers=head["headers"], body=body,
                               origin=head.get("origin"))
             try:
@@ -177,12 +203,16 @@ class WorkerServer:
 
 async def _main(sock: socket.socket, config: dict[str, Any], files: dict[str, bytes],
                 sandbox: dict[str, Any]) -> None:
+    from protoreg import runtime
+
     server = WorkerServer(config, files)
+    runtime._call = server.call
+    runtime._data_dir = config.get("data_dir")
     loop = asyncio.get_running_loop()
     sock.setblocking(False)
     _transport, channel = await loop.create_unix_connection(
         lambda: Channel(server.on_frame, server.on_lost, window=config.get("window", 2 << 20),
-                        max_frame=1 << 20),
+                        max_frame=64 << 20),  # the parent is trusted: RESULTs may carry fetched bodies
         sock=sock,
     )
     server.channel = channel

@@ -1,0 +1,153 @@
+"""Capabilities through the broker: fetch only to host_permissions (also across redirects), SSRF refusal, storage
+partitioned per origin and removed on uninstall, data_dir, audit records, and helpful PermissionDenied errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiohttp import web
+
+import protoreg
+from protoreg.testing import write_extension
+
+HANDLER = """
+import json, os
+from protoreg import Response, runtime
+from protoreg.errors import PermissionDenied
+
+async def handleRequest(request):
+    q = dict(request.url.query)
+    try:
+        if request.url.path == "/fetch":
+            r = await runtime.fetch(q["url"])
+            return Response.json({"status": r.status, "body": r.text(), "url": r.url})
+        if request.url.path == "/set":
+            await runtime.storage.set(q["key"], q["value"])
+            return Response.json({"ok": True})
+        if request.url.path == "/get":
+            v = await runtime.storage.get(q["key"])
+            return Response.json({"value": v.decode() if v is not None else None,
+                                  "keys": await runtime.storage.keys()})
+        if request.url.path == "/data":
+            d = runtime.data_dir()
+            (d / "blocks.bin").write_bytes(b"block")
+            return Response.json({"read": (d / "blocks.bin").read_text(), "dir": str(d)})
+    except PermissionDenied as e:
+        return Response.json({"denied": str(e)}, status=403)
+    return Response.error(404)
+"""
+
+
+@pytest.fixture
+async def upstream():
+    hits: list[str] = []
+
+    async def ok(request):
+        hits.append(request.path)
+        return web.Response(text="upstream data")
+
+    async def bounce(request):
+        hits.append(request.path)
+        raise web.HTTPFound(request.query["to"])
+
+    app = web.Application()
+    app.router.add_get("/ok", ok)
+    app.router.add_get("/bounce", bounce)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    yield port, hits
+    await runner.cleanup()
+
+
+def install(reg, tmp_path, name, **kw):
+    return reg.install(write_extension(tmp_path / name, scheme=f"web+{name}", script=HANDLER, ext_id=f"{name}@test",
+                                       **kw))
+
+
+async def get(session, url):
+    resp = await session.fetch(url)
+    return resp.status, json.loads(await resp.text())
+
+
+async def test_fetch_to_a_granted_host_works_and_is_audited(tmp_path, upstream):
+    port, hits = upstream
+    reg = protoreg.Registry()
+    install(reg, tmp_path, "granted", host_permissions=["http://127.0.0.1/*"])
+    async with protoreg.Session(reg, allow_private_networks=True) as s:
+        status, out = await get(s, f"web+granted://site/fetch?url=http://127.0.0.1:{port}/ok")
+        assert (status, out["body"]) == (200, "upstream data")
+        (rec,) = s.audit.records(capability="fetch")
+        assert (rec.extension, rec.origin, rec.decision) == ("granted@test", "web+granted://site", "allowed")
+
+
+async def test_fetch_to_a_host_not_granted_is_denied_with_the_fix(tmp_path, upstream):
+    port, hits = upstream
+    reg = protoreg.Registry()
+    install(reg, tmp_path, "demo", host_permissions=["https://api.example.org/*"])
+    async with protoreg.Session(reg, allow_private_networks=True) as s:
+        status, out = await get(s, f"web+demo://x/fetch?url=http://127.0.0.1:{port}/ok")
+        assert status == 403
+        assert out["denied"] == (
+            f"PermissionDenied: handler for web+demo (extension demo@test) tried to fetch http://127.0.0.1:{port}/ok: "
+            'not allowed by host_permissions in manifest.json. Add "http://127.0.0.1/*" to host_permissions to '
+            "allow it.")
+        assert hits == []
+        assert s.audit.records(decision="denied")[0].target == f"http://127.0.0.1:{port}/ok"
+
+
+async def test_a_redirect_from_a_granted_host_to_another_host_is_refused(tmp_path, upstream):
+    port, hits = upstream
+    reg = protoreg.Registry()
+    install(reg, tmp_path, "hop", host_permissions=["http://127.0.0.1/*"])
+    async with protoreg.Session(reg, allow_private_networks=True) as s:
+        status, out = await get(s, f"web+hop://x/fetch?url=http://127.0.0.1:{port}/bounce%3Fto%3Dhttp://localhost:{port}/ok")
+        assert status == 403 and "redirected from a granted URL" in out["denied"]
+        assert hits == ["/bounce"]
+
+
+async def test_loopback_is_refused_by_default_even_when_granted(tmp_path, upstream):
+    port, hits = upstream
+    reg = protoreg.Registry()
+    install(reg, tmp_path, "ssrf", host_permissions=["http://127.0.0.1/*"])
+    async with protoreg.Session(reg) as s:
+        status, out = await get(s, f"web+ssrf://x/fetch?url=http://127.0.0.1:{port}/ok")
+        assert status == 403 and "a loopback address: refused to prevent server-side request forgery" in out["denied"]
+        assert hits == []
+
+
+async def test_storage_needs_the_permission(tmp_path):
+    reg = protoreg.Registry()
+    install(reg, tmp_path, "nostore")
+    async with protoreg.Session(reg) as s:
+        status, out = await get(s, "web+nostore://x/set?key=k&value=v")
+        assert status == 403 and 'lacks the "storage" permission in manifest.json. Add "storage"' in out["denied"]
+        status, out = await get(s, "web+nostore://x/data")
+        assert status == 403 and 'add "storage" to "permissions"' in out["denied"]
+
+
+async def test_storage_is_partitioned_per_origin_and_removed_on_uninstall(tmp_path):
+    reg = protoreg.Registry()
+    install(reg, tmp_path, "store", permissions=["storage"])
+    async with protoreg.Session(reg) as s:
+        assert (await get(s, "web+store://alice/set?key=secret&value=alice-only"))[0] == 200
+        _, mine = await get(s, "web+store://alice/get?key=secret")
+        _, theirs = await get(s, "web+store://mallory/get?key=secret")
+        assert mine == {"value": "alice-only", "keys": ["secret"]}
+        assert theirs == {"value": None, "keys": []}
+        reg.uninstall("store@test")
+        assert s.broker.storage.keys("store@test", "web+store://alice") == []
+
+
+async def test_data_dir_is_writable_by_its_extension_only(tmp_path):
+    reg = protoreg.Registry()
+    install(reg, tmp_path, "blocks", permissions=["storage"])
+    install(reg, tmp_path, "snoop", permissions=["storage"])
+    async with protoreg.Session(reg) as s:
+        status, out = await get(s, "web+blocks://x/data")
+        assert (status, out["read"]) == (200, "block")
+        attacker_view = await s.fetch(f"web+snoop://x/fetch?url=file://{out['dir']}/blocks.bin")
+        assert attacker_view.status == 403
