@@ -55,3 +55,32 @@ async def test_demo_site_pages_and_relative_assets(protoreg_registry, protoreg_s
     css_url = protoreg_registry.resolve("../style.css", base=str(page.url))
     css = await protoreg_session.fetch(css_url)
     assert css.headers["Content-Type"] == "text/css" and "font" in await css.text()
+
+
+async def test_granted_fetch_example_fetches_granted_hosts_and_explains_refusals():
+    from aiohttp import web
+
+    import protoreg
+
+    async def upstream(_request):
+        return web.Response(text="granted upstream")
+
+    app = web.Application()
+    app.router.add_get("/", upstream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    reg = protoreg.Registry()
+    reg.install(EXAMPLES / "granted-fetch")
+    try:
+        async with protoreg.Session(reg, allow_private_networks=True) as session:
+            ok = await session.fetch(f"web+proxy://x/?url=http://127.0.0.1:{port}/")
+            assert (ok.status, await ok.text()) == (200, "granted upstream")
+            assert ok.headers["X-Visits-From-This-Origin"] == "1"
+            refused = await session.fetch(f"web+proxy://x/?url=http://localhost:{port}/")
+            assert refused.status == 403
+            assert 'Add "http://localhost/*" to host_permissions to allow it.' in await refused.text()
+    finally:
+        await runner.cleanup()
