@@ -1,13 +1,13 @@
 """CORS decisions from the WHATWG Fetch standard (pure, no I/O).
 
 Which requests are simple and which need a preflight, whether a preflight or actual response passes the CORS
-check for an initiator origin and credentials mode, which response headers a cross-origin caller may see, and what
-a ``no-cors`` opaque response looks like. Failures raise :class:`~protoreg.errors.PolicyError` saying exactly
-which header was missing or wrong and what the handler must send.
+check for an initiator origin and credentials mode, which response headers a cross-origin caller may see, and
+what a ``no-cors`` opaque response looks like. Failures raise :class:`~protoreg.errors.PolicyError` saying
+exactly which header was missing or wrong and what the handler must send.
 
 Header arguments may be a ``Mapping`` (a ``dict``), a multidict (``CIMultiDict``, ``CIMultiDictProxy``) or an
-iterable of ``(name, value)`` pairs. Names match case-insensitively; repeated headers are combined with ``", "``
-as Fetch's "get" does, so two ``Access-Control-Allow-Origin`` headers fail the check, as in browsers.
+iterable of ``(name, value)`` pairs. Names match case-insensitively; repeated headers are combined with ``",
+"`` as Fetch's "get" does, so two ``Access-Control-Allow-Origin`` headers fail the check, as in browsers.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def cors_unsafe_request_header_names(headers: Iterable[tuple[str, str]]) -> list
 
 
 def needs_preflight(method: str, headers: Iterable[tuple[str, str]]) -> bool:
-    """A cross-origin ``cors`` request needs an OPTIONS preflight unless its method and headers are safelisted."""
+    """Whether a cross-origin ``cors`` request needs a preflight (a non-safelisted method or header)."""
     return not is_cors_safelisted_method(method) or bool(cors_unsafe_request_header_names(headers))
 
 
@@ -128,8 +128,8 @@ def preflight_request_headers(origin: str, method: str,
                               headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """The headers of the OPTIONS preflight for a request of ``method`` with ``headers`` from ``origin``.
 
-    ``Access-Control-Request-Headers`` lists the CORS-unsafe names joined by ``,``; it is left out when there are
-    none.
+    ``Access-Control-Request-Headers`` lists the CORS-unsafe names joined by ``,``; it is left out when there
+    are none.
     """
     out = [("Origin", origin), ("Accept", "*/*"), ("Access-Control-Request-Method", method)]
     names = cors_unsafe_request_header_names(headers)
@@ -149,21 +149,51 @@ def _get(headers: Any, name: str) -> str | None:
     return ", ".join(v.strip(_HTTP_WS) for v in values) if values else None
 
 
-def _extract_list(headers: Any, name: str, *, where: str) -> list[str]:
+def _extract_list(headers: Any, name: str, *, where: str, url: str | None) -> list[str]:
     """Fetch's "extracting header list values" for a ``#token`` header; a malformed item fails the check."""
     value = _get(headers, name)
     items = [item.strip(_HTTP_WS) for item in (value or "").split(",")]
     items = [item for item in items if item]
     bad = next((item for item in items if not _TOKEN.fullmatch(item)), None)
     if bad is not None:
+        example = "PUT, DELETE" if name.endswith("Methods") else "Content-Type, X-Custom"
         raise PolicyError(f"{where} failed: {name} is {value!r}, and {bad!r} is not an HTTP token, so the "
-                          f"whole header is invalid. The handler must send a comma-separated list, e.g. \"{name}: "
-                          f"{'PUT, DELETE' if name.endswith('Methods') else 'Content-Type, X-Custom'}\"")
+                          f"whole header is invalid. {_handler(url)} must send a comma-separated list, e.g. "
+                          f'"{name}: {example}"')
     return items
 
 
 def _target(url: str | None) -> str:
     return f" to {url}" if url else ""
+
+
+def _handler(url: str | None) -> str:
+    """"The handler for web+b" when the URL names the scheme, else "The handler"."""
+    scheme = url.partition(":")[0] if url and ":" in url else ""
+    return f"The handler for {scheme}" if scheme else "The handler"
+
+
+def _cors_problem(headers: Any, origin: str, credentials: bool, url: str | None) -> str | None:
+    """Why Fetch's "CORS check" fails and what the handler must send, or None when it passes."""
+    fix = f'send "Access-Control-Allow-Origin: {origin}"' + ("" if credentials else ' (or "*")')
+    allow = _get(headers, "Access-Control-Allow-Origin")
+    if allow is None:
+        return (f"the response has no Access-Control-Allow-Origin header. {_handler(url)} must {fix} to "
+                "allow it")
+    if allow == "*" and not credentials:
+        return None
+    if allow != origin:
+        if allow == "*":
+            why = "Access-Control-Allow-Origin is '*', which doesn't cover a request with credentials"
+        elif "," in allow:
+            why = f"Access-Control-Allow-Origin holds several values ({allow!r}), but only one is allowed"
+        else:
+            why = f"Access-Control-Allow-Origin is {allow!r}, not {origin!r}"
+        return f"{why}. {_handler(url)} must {fix} to allow it"
+    if credentials and _get(headers, "Access-Control-Allow-Credentials") != "true":
+        return (f"the request has credentials and Access-Control-Allow-Credentials is not 'true'. "
+                f'{_handler(url)} must send "Access-Control-Allow-Credentials: true" to allow it')
+    return None
 
 
 def cors_check(headers: Any, *, origin: str, credentials: bool = False, url: str | None = None) -> None:
@@ -173,26 +203,9 @@ def cors_check(headers: Any, *, origin: str, credentials: bool = False, url: str
     credentials, ``Access-Control-Allow-Credentials`` must also be ``true``. ``url`` only goes into the
     message.
     """
-    where = f"cross-origin fetch from {origin}{_target(url)} was blocked by CORS"
-    fix = f'send "Access-Control-Allow-Origin: {origin}"' + ("" if credentials else ' (or "*")')
-    allow = _get(headers, "Access-Control-Allow-Origin")
-    if allow is None:
-        raise PolicyError(f"{where}: the response has no Access-Control-Allow-Origin header. The handler must "
-                          f"{fix} to allow it")
-    if allow == "*" and not credentials:
-        return
-    if allow != origin:
-        if allow == "*":
-            why = "Access-Control-Allow-Origin is '*', which doesn't cover a request with credentials"
-        elif "," in allow:
-            why = f"Access-Control-Allow-Origin holds several values ({allow!r}), but only one is allowed"
-        else:
-            why = f"Access-Control-Allow-Origin is {allow!r}, not {origin!r}"
-        raise PolicyError(f"{where}: {why}. The handler must {fix} to allow it")
-    if credentials and _get(headers, "Access-Control-Allow-Credentials") != "true":
-        raise PolicyError(f"cross-origin fetch with credentials from {origin}{_target(url)} was blocked by "
-                          "CORS: Access-Control-Allow-Credentials is not 'true'. The handler must send "
-                          '"Access-Control-Allow-Credentials: true" to allow it')
+    problem = _cors_problem(headers, origin, credentials, url)
+    if problem is not None:
+        raise PolicyError(f"cross-origin fetch from {origin}{_target(url)} was blocked by CORS: {problem}")
 
 
 def check_preflight(status: int, headers: Any, *, origin: str, method: str,
@@ -201,26 +214,26 @@ def check_preflight(status: int, headers: Any, *, origin: str, method: str,
     """Fetch's CORS-preflight fetch, the steps after the OPTIONS response: raises PolicyError when it fails.
 
     The status must be ok (2xx) and the CORS check pass; ``method`` must be safelisted, listed in
-    ``Access-Control-Allow-Methods`` (case-sensitive), or covered by ``*`` without credentials; each CORS-unsafe
-    request header must be listed in ``Access-Control-Allow-Headers`` (case-insensitive) or covered by ``*``
-    without credentials, except ``Authorization``, which ``*`` never covers.
+    ``Access-Control-Allow-Methods`` (case-sensitive), or covered by ``*`` without credentials; each
+    CORS-unsafe request header must be listed in ``Access-Control-Allow-Headers`` (case-insensitive) or
+    covered by ``*`` without credentials, except ``Authorization``, which ``*`` never covers.
     """
     where = f"CORS preflight (OPTIONS) from {origin}{_target(url)}"
     if not 200 <= status <= 299:
-        raise PolicyError(f"{where} failed: the handler answered {status}, not an ok status. It must answer "
-                          "OPTIONS requests with a 2xx status and Access-Control-Allow-* headers")
-    try:
-        cors_check(headers, origin=origin, credentials=credentials, url=url)
-    except PolicyError as exc:
-        raise PolicyError(f"{where} failed: {exc}") from None
-    methods = _extract_list(headers, "Access-Control-Allow-Methods", where=where)
+        raise PolicyError(f"{where} failed: the handler answered {status}, not an ok status. {_handler(url)} "
+                          "must answer OPTIONS requests with a 2xx status and Access-Control-Allow-* headers")
+    problem = _cors_problem(headers, origin, credentials, url)
+    if problem is not None:
+        raise PolicyError(f"{where} failed: {problem}")
+    methods = _extract_list(headers, "Access-Control-Allow-Methods", where=where, url=url)
     if (method not in methods and not is_cors_safelisted_method(method)
             and (credentials or "*" not in methods)):
         star = " ('*' doesn't cover requests with credentials)" if "*" in methods else ""
         raise PolicyError(f"{where} failed: method {method} is not in Access-Control-Allow-Methods "
-                          f"({', '.join(methods) or 'absent'}){star}. The handler must send "
+                          f"({', '.join(methods) or 'absent'}){star}. {_handler(url)} must send "
                           f'"Access-Control-Allow-Methods: {method}"')
-    allowed = {h.lower() for h in _extract_list(headers, "Access-Control-Allow-Headers", where=where)}
+    allowed = {name.lower() for name in _extract_list(headers, "Access-Control-Allow-Headers", where=where,
+                                                      url=url)}
     # Authorization is never safelisted, so it is always among the unsafe names; '*' never covers it.
     for name in cors_unsafe_request_header_names(request_headers):
         if name in allowed or ("*" in allowed and not credentials and name != _NON_WILDCARD):
@@ -230,7 +243,7 @@ def check_preflight(status: int, headers: Any, *, origin: str, method: str,
             why = (" ('*' never covers Authorization)" if name == _NON_WILDCARD
                    else " ('*' doesn't cover requests with credentials)")
         raise PolicyError(f"{where} failed: request header {name!r} is not in Access-Control-Allow-Headers "
-                          f"({', '.join(sorted(allowed)) or 'absent'}){why}. The handler must send "
+                          f"({', '.join(sorted(allowed)) or 'absent'}){why}. {_handler(url)} must send "
                           f'"Access-Control-Allow-Headers: {name}"')
 
 
@@ -239,8 +252,8 @@ def cors_filtered_headers(headers: Iterable[tuple[str, str]], *,
     """The headers a cross-origin caller may read (Fetch "CORS filtered response").
 
     The CORS-safelisted response headers, plus the names in ``Access-Control-Expose-Headers`` (``*`` means
-    every header when ``credentials`` is False). ``Set-Cookie`` and ``Set-Cookie2`` are never exposed. A malformed
-    ``Access-Control-Expose-Headers`` exposes nothing beyond the safelist, as in Fetch.
+    every header when ``credentials`` is False). ``Set-Cookie`` and ``Set-Cookie2`` are never exposed. A
+    malformed ``Access-Control-Expose-Headers`` exposes nothing beyond the safelist, as in Fetch.
     """
     items = list(headers)
     raw = _get(items, "Access-Control-Expose-Headers")

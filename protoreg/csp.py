@@ -5,9 +5,9 @@ Every custom-scheme response carries :data:`BASELINE` plus the extension's polic
 response, so adding policies can only tighten: a handler can never remove or loosen the baseline or the
 extension's policy, because they are separate policies and a resource must pass all of them.
 
-Parsing follows CSP3 "parse a serialized CSP" and "parse a response's Content Security Policies" literally. The
-questions the runtime and tests ask of a policy list (:func:`effective_sources`, :func:`allows_inline`) follow
-CSP3's "directive fallback list" and "does a source list allow all inline behavior for type".
+Parsing follows CSP3 "parse a serialized CSP" and "parse a response's Content Security Policies" literally.
+The questions the runtime and tests ask of a policy list (:func:`effective_sources`, :func:`allows_inline`)
+follow CSP3's "directive fallback list" and "does a source list allow all inline behavior for type".
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Policy:
     source: Source = "header"
 
     def serialize(self) -> str:
-        """Directives as ``name value value``, joined by ``"; "`` (read back by :func:`parse_serialized_policy`)."""
+        """The CSP text: directives as ``name value value``, joined by ``"; "``."""
         return "; ".join(" ".join([name, *values]) for name, values in self.directives.items())
 
     def copy(self) -> Policy:
@@ -80,9 +80,10 @@ def parse_serialized_policy(text: str, *, source: Source = "header",
                             disposition: Disposition = "enforce") -> Policy:
     """CSP3 "parse a serialized CSP".
 
-    Tokens are split on ``;`` and stripped of ASCII whitespace; empty and non-ASCII tokens are skipped; the name
-    is lowercased and the first directive of a name wins; the value is split on ASCII whitespace. Never raises
-    for any ``text``. A comma is *not* a separator here: use :func:`parse_response_policies` for header values.
+    Tokens are split on ``;`` and stripped of ASCII whitespace; empty and non-ASCII tokens are skipped; the
+    name is lowercased and the first directive of a name wins; the value is split on ASCII whitespace. Never
+    raises for any ``text``. A comma is *not* a separator here: use :func:`parse_response_policies` for header
+    values.
     """
     _check_kind(disposition, source)
     policy = Policy(disposition=disposition, source=source)
@@ -111,7 +112,8 @@ def parse_response_policies(headers: Iterable[tuple[str, str]]) -> list[Policy]:
 
     Header names match case-insensitively; the values of all ``Content-Security-Policy`` headers are combined
     and split on commas (each item is one policy), then the same for ``Content-Security-Policy-Report-Only``.
-    Policies with no directives are dropped. Enforced policies come first, then report-only ones, each in header order.
+    Policies with no directives are dropped. Enforced policies come first, then report-only ones, each in
+    header order.
     """
     enforce: list[str] = []
     report: list[str] = []
@@ -131,8 +133,8 @@ def parse_response_policies(headers: Iterable[tuple[str, str]]) -> list[Policy]:
 #: - ``frame-ancestors 'self'``: another origin can't frame the site (clickjacking, UI spoofing).
 #: It deliberately leaves scripts, styles and connections alone: an extension must be able to allow inline
 #: scripts (CSP can only tighten, so a baseline ban could never be lifted), and cross-origin fetches between
-#: custom origins are CORS's decision, not CSP's. This object is a copy for inspection: :func:`response_policies`
-#: builds its baseline from a private constant, so mutating it changes nothing.
+#: custom origins are CORS's decision, not CSP's. This object is a copy for inspection:
+#: :func:`response_policies` builds its baseline from a private constant, so mutating it changes nothing.
 _BASELINE_TEXT: Final = "object-src 'none'; base-uri 'self'; frame-ancestors 'self'"
 BASELINE: Final = parse_serialized_policy(_BASELINE_TEXT)
 _BASELINE_ITEMS: Final = tuple((name, tuple(values)) for name, values in BASELINE.directives.items())
@@ -182,9 +184,9 @@ def csp_header_items(policies: Sequence[Policy]) -> list[tuple[str, str]]:
             if bad is not None:
                 raise InvalidPolicy(
                     f"CSP directive {name!r} {values!r} can't be sent as a header: {bad!r} is empty, "
-                    "non-ASCII, contains whitespace, ';' or ',', or is an upper-case name, so a browser would "
-                    "parse a different policy. Build policies with parse_serialized_policy() or give each source "
-                    "expression as its own list item")
+                    "non-ASCII, contains whitespace, ';' or ',', or is an upper-case name, so a browser "
+                    "would parse a different policy. Build policies with parse_serialized_policy() or give "
+                    "each source expression as its own list item")
         header = HEADER_ENFORCE if policy.disposition == "enforce" else HEADER_REPORT
         items.append((header, policy.serialize()))
     return items
@@ -213,16 +215,16 @@ _FALLBACKS: Final[dict[str, tuple[str, ...]]] = {
 
 
 def fallback_list(directive: str) -> tuple[str, ...]:
-    """The directives consulted, in order, for ``directive`` (``script-src-elem, script-src, default-src``)."""
+    """The directives consulted, in order, for ``directive`` (CSP3 "directive fallback list")."""
     directive = directive.lower()
     return _FALLBACKS.get(directive, (directive,))
 
 
 def effective_sources(policies: Iterable[Policy], directive: str) -> list[list[str] | None]:
-    """For each enforced policy, the source list that governs ``directive``, or None where it isn't restricted.
+    """For each enforced policy, the source list governing ``directive``, or None where it isn't restricted.
 
-    The governing list is the first directive of :func:`fallback_list` the policy has. Report-only policies are
-    skipped, since they never block.
+    The governing list is the first directive of :func:`fallback_list` the policy has. Report-only policies
+    are skipped, since they never block.
     """
     order = fallback_list(directive)
     out: list[list[str] | None] = []
