@@ -77,21 +77,97 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from protoreg.gateway.hosts import to_gateway_url
     from protoreg.registry import Registry
 
+    from protoreg.worker.config import WorkerConfig
+
     reg = Registry()
     for bundle in args.extension or default_bundles():
         ext = reg.install(bundle)
         logging.getLogger("protoreg.cli").info("installed %s from %s", ext.id, bundle)
-    app = create_app(reg)
+    state = Path(args.state_dir) if args.state_dir else _default_state()
+    examples = _import_demo(reg, state)
+    app = create_app(reg, config=WorkerConfig(state_dir=str(state)))
+    app["protoreg_examples"] = examples
     authority = f"localhost:{args.port}"
-    _out(f"protoreg gateway: dashboard at http://{authority}/")
+    _out(f"protoreg gateway: dashboard at http://{authority}/ (state in {state})")
     for scheme in sorted(reg.schemes):
-        example = f"{scheme}://example/"
+        example = examples.get(scheme, f"{scheme}://example/")
         try:
             _out(f"  {scheme}: {example} -> {to_gateway_url(reg.resolve(example), authority)}")
         except ProtoregError:
             continue
     _out("Press Ctrl+C to stop.")
     web.run_app(app, host=args.host, port=args.port, print=None, handle_signals=True)
+    return EXIT_OK
+
+
+def _default_state() -> Path:
+    from protoreg.ipfs_tools import default_state_dir
+
+    return default_state_dir()
+
+
+def _import_demo(reg: object, state: Path) -> dict[str, str]:
+    """Import the bundled IPFS demo site into the ipfs extension's store; returns example URLs per scheme."""
+    from protoreg.ipfs_tools import DEMO_CAR, ipfs_core, store_for
+
+    entry = getattr(reg, "schemes", {}).get("ipfs")
+    if entry is None or not DEMO_CAR.exists():
+        return {}
+    with DEMO_CAR.open("rb") as f:
+        report = ipfs_core().car.import_car(f, store_for(entry.extension, state))
+    return {"ipfs": f"ipfs://{ipfs_core().cids.v1_base32(report.roots[0])}/"}
+
+
+# -- ipfs -------------------------------------------------------------------------------------------------------
+def cmd_ipfs_import(args: argparse.Namespace) -> int:
+    from protoreg.ipfs_tools import IPFS_BUNDLE, ipfs_core, store_for
+    from protoreg.registry import Registry
+
+    core = ipfs_core()
+    ext = Registry().install(IPFS_BUNDLE)
+    store = store_for(ext, Path(args.state_dir) if args.state_dir else _default_state())
+    path = Path(args.car)
+    if not path.is_file():
+        _err(f"protoreg ipfs import: {path} does not exist or is not a file")
+        return EXIT_FAIL
+    total = path.stat().st_size
+    show = total > 8 * 1024 * 1024 or sys.stderr.isatty()
+
+    def progress(pos: int) -> None:
+        if show:
+            sys.stderr.write(f"\r  {pos / total:6.1%} of {total / 2**20:.1f} MiB")
+
+    with path.open("rb") as f:
+        try:
+            report = core.car.import_car(f, store, progress)
+        except core.IpfsError as exc:
+            _err(f"protoreg ipfs import: {path}: {exc}")
+            return EXIT_FAIL
+    if show:
+        sys.stderr.write("\n")
+    roots = ", ".join(core.cids.v1_base32(r) for r in report.roots)
+    _out(f"imported {report.blocks} blocks ({report.new_blocks} new, {report.bytes:,} bytes), every one verified")
+    _out(f"roots: {roots}")
+    for r in report.roots:
+        _out(f"  open ipfs://{core.cids.v1_base32(r)}/")
+    return EXIT_OK
+
+
+def cmd_ipfs_add(args: argparse.Namespace) -> int:
+    from protoreg.ipfs_tools import ipfs_core
+
+    core = ipfs_core()
+    src = Path(args.path)
+    if not src.exists():
+        _err(f"protoreg ipfs add: {src} does not exist")
+        return EXIT_FAIL
+    built, blocks = core.importer.add_to_blocks(src)
+    out = Path(args.output) if args.output else Path(f"{src.name or 'root'}.car")
+    with out.open("wb") as f:
+        for part in core.car.write_car([built.cid], blocks):
+            f.write(part)
+    _out(f"{core.cids.v1_base32(built.cid)}  {src} ({built.size:,} bytes, {len(blocks)} blocks) -> {out}")
+    _out(f"import it with: protoreg ipfs import {out}")
     return EXIT_OK
 
 
@@ -182,6 +258,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sp.add_argument("--extension", "-e", action="append", help="install this extension directory (repeatable); "
                     "default: the built-in handlers and the demo")
+    sp.add_argument("--state-dir", help="where storage and extension data live (default: ~/.local/share/protoreg)")
     sp = add("fetch", cmd_fetch, "fetch a custom URL through its handler, like curl",
              "protoreg fetch -i web+hello://world/")
     sp.add_argument("url")
@@ -193,6 +270,21 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--origin", help="fetch as this initiator origin, e.g. web+a://x")
     sp.add_argument("--mode", default="navigate", choices=["cors", "no-cors", "same-origin", "navigate"])
     sp.add_argument("--extension", "-e", action="append")
+    ipfs = sub.add_parser("ipfs", help="the built-in ipfs handler's block store",
+                          description="Import CAR files into, or build CAR files for, the ipfs:// handler.",
+                          epilog="example: protoreg ipfs add ./site && protoreg ipfs import site.car")
+    ipfs_sub = ipfs.add_subparsers(dest="ipfs_command", metavar="SUBCOMMAND")
+    ipfs.set_defaults(fn=lambda a: (ipfs.print_help(), EXIT_USAGE)[1])
+    sp = ipfs_sub.add_parser("import", help="verify and import a CARv1/CARv2 file",
+                             epilog="example: protoreg ipfs import site.car")
+    sp.set_defaults(fn=cmd_ipfs_import)
+    sp.add_argument("car")
+    sp.add_argument("--state-dir", help="default: ~/.local/share/protoreg (as protoreg serve)")
+    sp = ipfs_sub.add_parser("add", help="build UnixFS from a file or directory (kubo defaults) and write a CAR",
+                             epilog="example: protoreg ipfs add ./site -o site.car")
+    sp.set_defaults(fn=cmd_ipfs_add)
+    sp.add_argument("path")
+    sp.add_argument("-o", "--output", help="the CAR to write (default: <name>.car)")
     sp = add("doctor", cmd_doctor, "report Python, dependencies and which sandbox layers this machine offers",
              "protoreg doctor --require landlock --require seccomp")
     sp.add_argument("--require", action="append", metavar="LAYER",

@@ -111,10 +111,23 @@ async def _bare_host(request: web.Request, target: GatewayTarget) -> web.StreamR
         scheme = unquote(parts[1])
         if scheme in registry.schemes:  # type: ignore[attr-defined]
             rest = parts[3] if len(parts) > 3 else ""
-            return _redirect_to_subdomain(registry, f"{scheme}://{unquote(parts[2])}/{rest}", target)
+            host = _cidv0_to_v1(unquote(parts[2])) if scheme in ("ipfs", "ipns") else unquote(parts[2])
+            return _redirect_to_subdomain(registry, f"{scheme}://{host}/{rest}", target)
         return _unknown_scheme(registry, scheme, target)
     return error_page(404, f"Nothing is served at {path} on the dashboard host. Custom sites live at "
                            "http://<host>.<scheme>.localhost:PORT/ or /<scheme>/<host>/path.")
+
+
+def _cidv0_to_v1(host: str) -> str:
+    """A CIDv0 (case-sensitive base58, ``Qm...``) can't survive a DNS label; subdomain gateways use CIDv1 base32."""
+    if not (host.startswith("Qm") and len(host) == 46):
+        return host
+    try:
+        from multiformats import CID
+
+        return str(CID.decode(host).set(version=1, base="base32"))
+    except Exception:  # noqa: BLE001 - not a CID after all: leave it for the handler to reject
+        return host
 
 
 def _redirect_to_subdomain(registry: Any, uri: str, target: GatewayTarget) -> web.Response:

@@ -1,0 +1,62 @@
+"""A filesystem block store. Every block is verified against its CID on the way in AND on the way out."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from multiformats import CID, multibase
+
+from ipfs_core import BlockNotFound
+from ipfs_core.cids import is_identity, verify
+
+
+class BlockStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, cid: CID) -> Path:
+        name = multibase.encode(cid.digest, "base32")[1:]  # keyed by multihash: v0 and v1 share blocks
+        return self.root / name[-3:-1] / name
+
+    def has(self, cid: CID) -> bool:
+        return is_identity(cid) or self._path(cid).exists()
+
+    def put(self, cid: CID, data: bytes) -> bool:
+        """Store a verified block; False if it was already there. Raises CorruptBlock for a mismatch."""
+        verify(cid, data)
+        if is_identity(cid):
+            return False
+        path = self._path(cid)
+        if path.exists():
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return True
+
+    def get(self, cid: CID) -> bytes:
+        """The block's bytes, verified again (the store is never trusted blindly)."""
+        if is_identity(cid):
+            return bytes(cid.raw_digest)
+        try:
+            data = self._path(cid).read_bytes()
+        except FileNotFoundError:
+            raise BlockNotFound(f"block {cid} is not in the local block store (import a CAR that contains it)") \
+                from None
+        return verify(cid, data)
+
+    def __iter__(self) -> Iterator[Path]:
+        if self.root.exists():
+            yield from (p for p in self.root.glob("*/*") if not p.name.startswith(".tmp-"))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

@@ -1,0 +1,59 @@
+"""CID parsing and block verification."""
+
+from __future__ import annotations
+
+import hashlib
+
+from multiformats import CID, multihash
+
+from ipfs_core import CorruptBlock, InvalidCID
+
+MAX_BLOCK = 2 * 1024 * 1024
+SUPPORTED_CODECS = {"raw", "dag-pb", "dag-cbor", "dag-json", "identity"}
+
+
+def parse_cid(text: str | bytes) -> CID:
+    try:
+        cid = CID.decode(text)
+    except Exception as exc:  # noqa: BLE001 - multiformats raises several types
+        hint = ""
+        if isinstance(text, str) and text[:2].lower() == "qm":
+            hint = (" (a CIDv0 is case-sensitive base58 and can't be a URL host, which is lowercased; use its "
+                    "CIDv1 base32 form, bafy...)")
+        raise InvalidCID(f"{text!r} is not a valid CID: {exc}{hint}") from None
+    if cid.codec.name not in SUPPORTED_CODECS:
+        raise InvalidCID(f"CID {text} uses the codec {cid.codec.name}; supported: {', '.join(sorted(SUPPORTED_CODECS))}")
+    return cid
+
+
+def v1_base32(cid: CID) -> str:
+    return str(cid.set(version=1, base="base32"))
+
+
+def is_identity(cid: CID) -> bool:
+    return cid.hashfun.name == "identity"
+
+
+def digest_matches(cid: CID, data: bytes) -> bool:
+    name = cid.hashfun.name
+    if name == "sha2-256":
+        return hashlib.sha256(data).digest() == cid.raw_digest
+    if name == "identity":
+        return data == cid.raw_digest
+    return multihash.digest(data, name) == cid.digest
+
+
+def verify(cid: CID, data: bytes) -> bytes:
+    if len(data) > MAX_BLOCK:
+        raise CorruptBlock(f"block {cid} is {len(data)} bytes, over the {MAX_BLOCK}-byte limit")
+    if not digest_matches(cid, data):
+        raise CorruptBlock(f"block {cid} does not match its hash: the data is corrupt or forged")
+    return data
+
+
+def raw_cid(data: bytes) -> CID:
+    return CID("base32", 1, "raw", multihash.digest(data, "sha2-256"))
+
+
+def dagpb_cid(data: bytes) -> CID:
+    return CID("base32", 1, "dag-pb", multihash.digest(data, "sha2-256"))

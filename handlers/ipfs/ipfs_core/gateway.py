@@ -1,0 +1,172 @@
+"""HTTP semantics of an IPFS path/subdomain gateway (ipfs specs http-gateways), framework-independent.
+
+Multi-range requests are answered with the first range only (a 206 for it), as several gateways do; multipart
+byteranges are not produced.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from html import escape
+from urllib.parse import quote
+
+from multiformats import CID
+
+from ipfs_core import BlockNotFound, IpfsError, InvalidCID
+from ipfs_core.blocks import BlockStore
+from ipfs_core.car import write_car
+from ipfs_core.cids import parse_cid, v1_base32
+from ipfs_core.unixfs import Entry, UnixFS, symlink_target
+
+IMMUTABLE = "public, max-age=29030400, immutable"
+LISTING_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_FORMATS = {"raw": "application/vnd.ipld.raw", "car": "application/vnd.ipld.car"}
+_EXTRA_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
+                ".wasm": "application/wasm", ".json": "application/json", ".txt": "text/plain; charset=utf-8",
+                ".html": "text/html; charset=utf-8", ".htm": "text/html; charset=utf-8", ".md": "text/markdown"}
+
+
+@dataclass
+class GatewayResponse:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes | Iterator[bytes] = b""
+
+
+def _error(status: int, message: str) -> GatewayResponse:
+    return GatewayResponse(status, [("Content-Type", "text/plain; charset=utf-8"),
+                                    ("X-Content-Type-Options", "nosniff")], (message + "\n").encode())
+
+
+def _sniff(head: bytes) -> str:
+    h = head.lstrip()[:512].lower()
+    if h.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "text/html; charset=utf-8"
+    for magic, ctype in ((b"\x89png", "image/png"), (b"gif8", "image/gif"), (b"\xff\xd8\xff", "image/jpeg"),
+                         (b"%pdf", "application/pdf"), (b"<svg", "image/svg+xml"), (b"\x00asm", "application/wasm")):
+        if h.startswith(magic):
+            return ctype
+    try:
+        head[:512].decode("utf-8")
+        return "text/plain; charset=utf-8"
+    except UnicodeDecodeError:
+        return "application/octet-stream"
+
+
+def _content_type(fs: UnixFS, entry: Entry, name: str) -> str:
+    suffix = ("." + name.rsplit(".", 1)[1].lower()) if "." in name else ""
+    return _EXTRA_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or _sniff(b"".join(fs.read(entry, 0, 512)))
+
+
+def _parse_range(value: str, size: int) -> tuple[int, int] | None | str:
+    """(start, end_exclusive), None to ignore the header, or "unsatisfiable"."""
+    first = value.split(",", 1)[0].strip()  # multi-range: the first range only
+    m = _RANGE.match(first)
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    if not m.group(1):
+        n = int(m.group(2))
+        return (max(0, size - n), size) if n and size else "unsatisfiable"
+    start = int(m.group(1))
+    end = int(m.group(2)) + 1 if m.group(2) else size
+    if start >= size or end <= start:
+        return "unsatisfiable"
+    return start, min(end, size)
+
+
+def _listing(fs: UnixFS, entry: Entry, url_path: str, ipfs_path: str) -> bytes:
+    rows = []
+    base = url_path if url_path.endswith("/") else url_path + "/"
+    if base != "/":
+        rows.append('<tr><td><a href="..">..</a></td><td></td><td></td></tr>')
+    for item in fs.list(entry):
+        href = base + quote(item.name)
+        size = "" if item.size is None else f"{item.size:,}"
+        rows.append(f'<tr><td><a href="{escape(href)}">{escape(item.name)}</a></td><td>{size}</td>'
+                    f"<td><code>{escape(v1_base32(item.cid))}</code></td></tr>")
+    return (f"<!doctype html><meta charset=utf-8><title>{escape(ipfs_path)}</title>"
+            "<style>body{font:14px system-ui,sans-serif;margin:2rem}td{padding:.2rem .8rem}</style>"
+            f"<h1>Index of {escape(ipfs_path)}</h1><table><tr><th>Name</th><th>Size</th><th>CID</th></tr>"
+            + "".join(rows) + "</table>").encode()
+
+
+def respond(store: BlockStore, method: str, host: str, path: str, query: dict[str, str],
+            headers: dict[str, str]) -> GatewayResponse:
+    """Answer ``method ipfs://host/path?query`` with the gateway's semantics. ``headers`` keys are lowercase."""
+    fs = UnixFS(store)
+    try:
+        root = parse_cid(host)
+    except InvalidCID as exc:
+        return _error(400, str(exc))
+    if root.version == 0:
+        return GatewayResponse(301, [("Location", f"ipfs://{v1_base32(root)}{path}")])
+    fmt = query.get("format")
+    if fmt is not None and fmt not in _FORMATS:
+        return _error(400, f"unsupported ?format={fmt}; supported: raw, car")
+    accept = headers.get("accept", "")
+    if fmt is None:
+        wanted = [t.split(";")[0].strip() for t in accept.split(",") if t.strip()]
+        fmt = next((k for k, v in _FORMATS.items() if v in wanted), None)
+        if fmt is None and wanted and all(t.startswith("application/vnd.ipld.") for t in wanted):
+            return _error(406, f"none of the requested formats ({accept}) is supported; use "
+                               "application/vnd.ipld.raw or application/vnd.ipld.car")
+    try:
+        entry, trail = fs.resolve(root, path)
+    except BlockNotFound as exc:
+        return _error(404, str(exc))
+    except IpfsError as exc:
+        return _error(exc.status, str(exc))
+    ipfs_path = f"/ipfs/{v1_base32(root)}{path}"
+    common = [("X-Ipfs-Path", ipfs_path), ("X-Ipfs-Roots", ",".join(v1_base32(c) for c in trail)),
+              ("Cache-Control", IMMUTABLE)]
+    etag_base = v1_base32(entry.cid)
+    if fmt is not None:
+        etag = f'"{etag_base}.{fmt}"'
+        common += [("ETag", etag), ("X-Content-Type-Options", "nosniff"), ("Vary", "Accept")]
+        if headers.get("if-none-match") == etag:
+            return GatewayResponse(304, common)
+        if fmt == "raw":
+            data = store.get(entry.cid)
+            return GatewayResponse(200, [*common, ("Content-Type", _FORMATS["raw"]),
+                                         ("Content-Length", str(len(data)))], b"" if method == "HEAD" else data)
+        body = write_car([entry.cid], fs.walk(entry.cid))
+        return GatewayResponse(200, [*common, ("Content-Type", _FORMATS["car"] + "; version=1")],
+                               iter(()) if method == "HEAD" else body)
+    etag = f'"{etag_base}"'
+    common.append(("ETag", etag))
+    if headers.get("if-none-match") in (etag, "*"):
+        return GatewayResponse(304, common)
+    if entry.kind == "directory":
+        if not path.endswith("/"):
+            return GatewayResponse(301, [("Location", (path or "") + "/" + (
+                "?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else ""))])
+        index = fs.lookup(entry, "index.html")
+        if index is None:
+            page = _listing(fs, entry, path, ipfs_path)
+            return GatewayResponse(200, [*common, ("Content-Type", "text/html; charset=utf-8"),
+                                         ("Content-Security-Policy", LISTING_CSP),
+                                         ("Content-Length", str(len(page)))], b"" if method == "HEAD" else page)
+        entry, name = fs.load(index), "index.html"
+    else:
+        name = path.rsplit("/", 1)[-1]
+    if entry.kind == "symlink":
+        target = symlink_target(entry).encode()
+        return GatewayResponse(200, [*common, ("Content-Type", "text/plain; charset=utf-8"),
+                                     ("Content-Length", str(len(target)))], b"" if method == "HEAD" else target)
+    size = entry.size
+    ctype = _content_type(fs, entry, name)
+    out = [*common, ("Content-Type", ctype), ("Accept-Ranges", "bytes")]
+    rng = _parse_range(headers.get("range", ""), size) if headers.get("range") else None
+    if rng == "unsatisfiable":
+        return GatewayResponse(416, [*out, ("Content-Range", f"bytes */{size}")], b"")
+    if isinstance(rng, tuple):
+        start, end = rng
+        return GatewayResponse(206, [*out, ("Content-Range", f"bytes {start}-{end - 1}/{size}"),
+                                     ("Content-Length", str(end - start))],
+                               iter(()) if method == "HEAD" else fs.read(entry, start, end))
+    return GatewayResponse(200, [*out, ("Content-Length", str(size))],
+                           iter(()) if method == "HEAD" else fs.read(entry))

@@ -1,0 +1,186 @@
+"""Read UnixFS (ipfs specs src/unixfs.md) from a block store: path resolution through directories and HAMT
+shards, files by byte range (fetching only the blocks a range needs), symlinks, listings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import mmh3
+from multiformats import CID
+
+from ipfs_core import BlockNotFound, MalformedNode
+from ipfs_core.blocks import BlockStore
+from ipfs_core.dagpb import DIRECTORY, FILE, HAMT_SHARD, RAW, SYMLINK, PBNode, UnixFSData, decode_node, decode_unixfs
+
+MURMUR3_X64_64 = 0x22
+
+
+@dataclass
+class Entry:
+    """A resolved UnixFS node."""
+
+    cid: CID
+    kind: str                 # "file", "directory", "symlink"
+    size: int                 # file size; for a directory the sum of its links' Tsize
+    node: PBNode | None = None
+    unixfs: UnixFSData | None = None
+    data: bytes | None = None  # raw leaf bytes
+
+
+@dataclass
+class DirItem:
+    name: str
+    cid: CID
+    size: int | None
+
+
+def hamt_hash(name: str) -> bytes:
+    """murmur3-x64-64 of the name, as the UnixFS spec defines it: the first 64 bits of x64 murmur3-128, big-endian."""
+    h1, _h2 = mmh3.hash64(name.encode(), seed=0, x64arch=True, signed=False)
+    return h1.to_bytes(8, "big")
+
+
+class UnixFS:
+    def __init__(self, store: BlockStore) -> None:
+        self.store = store
+
+    def load(self, cid: CID) -> Entry:
+        data = self.store.get(cid)
+        codec = cid.codec.name
+        if codec == "raw" or (codec == "identity"):
+            return Entry(cid, "file", len(data), data=data)
+        if codec != "dag-pb":
+            raise MalformedNode(f"{cid} is {codec}, not UnixFS (dag-pb or raw)")
+        node = decode_node(data)
+        if node.data is None:
+            raise MalformedNode(f"dag-pb node {cid} has no UnixFS Data")
+        u = decode_unixfs(node.data)
+        if u.type in (FILE, RAW):
+            size = u.filesize if u.filesize is not None else len(u.data or b"") + sum(u.blocksizes)
+            return Entry(cid, "file", size, node, u)
+        if u.type in (DIRECTORY, HAMT_SHARD):
+            return Entry(cid, "directory", sum(link.tsize or 0 for link in node.links), node, u)
+        if u.type == SYMLINK:
+            return Entry(cid, "symlink", len(u.data or b""), node, u)
+        raise MalformedNode(f"UnixFS type {u.type} of {cid} can't be served")
+
+    # -- paths --------------------------------------------------------------------------------------------------
+    def resolve(self, root: CID, path: str) -> tuple[Entry, list[CID]]:
+        """Walk ``path`` (percent-encoded segments) from ``root``; returns the entry and the CIDs along the way."""
+        entry = self.load(root)
+        trail = [root]
+        for raw_segment in [s for s in path.split("/") if s]:
+            name = unquote(raw_segment)
+            if entry.kind != "directory":
+                raise BlockNotFound(f"{'/'.join(str(c) for c in trail)}: not a directory, can't look up {name!r}")
+            child = self.lookup(entry, name)
+            if child is None:
+                raise BlockNotFound(f"no entry named {name!r} in directory {entry.cid}")
+            entry = self.load(child)
+            trail.append(child)
+        return entry, trail
+
+    def lookup(self, directory: Entry, name: str) -> CID | None:
+        assert directory.node is not None and directory.unixfs is not None
+        if directory.unixfs.type == DIRECTORY:
+            for link in directory.node.links:
+                if link.name == name:
+                    return CID.decode(link.hash)
+            return None
+        return self._hamt_lookup(directory.node, directory.unixfs, name, hamt_hash(name), 0)
+
+    def _hamt_lookup(self, node: PBNode, u: UnixFSData, name: str, digest: bytes, depth: int) -> CID | None:
+        if u.hash_type != MURMUR3_X64_64 or not u.fanout or u.fanout & (u.fanout - 1):
+            raise MalformedNode(f"HAMT shard with hash type {u.hash_type} and fanout {u.fanout} is not supported")
+        bits = u.fanout.bit_length() - 1
+        pad = len(f"{u.fanout - 1:X}")
+        start = depth * bits
+        if start + bits > 64:
+            raise MalformedNode("HAMT deeper than the 64-bit hash allows")
+        index = (int.from_bytes(digest, "big") >> (64 - start - bits)) & ((1 << bits) - 1)
+        prefix = f"{index:0{pad}X}"
+        for link in node.links:
+            if link.name is None or not link.name.startswith(prefix):
+                continue
+            if len(link.name) == pad:  # a sub-shard
+                child = CID.decode(link.hash)
+                sub = decode_node(self.store.get(child))
+                if sub.data is None:
+                    raise MalformedNode(f"HAMT sub-shard {child} has no data")
+                return self._hamt_lookup(sub, decode_unixfs(sub.data), name, digest, depth + 1)
+            if link.name[pad:] == name:
+                return CID.decode(link.hash)
+        return None
+
+    def list(self, directory: Entry) -> list[DirItem]:
+        assert directory.node is not None and directory.unixfs is not None
+        if directory.unixfs.type == DIRECTORY:
+            return [DirItem(link.name or "", CID.decode(link.hash), link.tsize) for link in directory.node.links]
+        items: list[DirItem] = []
+        self._hamt_list(directory.node, directory.unixfs, items)
+        return sorted(items, key=lambda i: i.name)
+
+    def _hamt_list(self, node: PBNode, u: UnixFSData, out: list[DirItem]) -> None:
+        pad = len(f"{(u.fanout or 256) - 1:X}")
+        for link in node.links:
+            cid = CID.decode(link.hash)
+            if link.name is not None and len(link.name) == pad:
+                sub = decode_node(self.store.get(cid))
+                self._hamt_list(sub, decode_unixfs(sub.data or b""), out)
+            else:
+                out.append(DirItem((link.name or "")[pad:], cid, link.tsize))
+
+    # -- files --------------------------------------------------------------------------------------------------
+    def read(self, entry: Entry, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Bytes [start, end) of a file, reading only the blocks the range touches."""
+        end = entry.size if end is None else min(end, entry.size)
+        if start >= end:
+            return
+        yield from self._read(entry, start, end)
+
+    def _read(self, entry: Entry, start: int, end: int) -> Iterator[bytes]:
+        if entry.data is not None:  # raw leaf
+            yield entry.data[start:end]
+            return
+        assert entry.node is not None and entry.unixfs is not None
+        inline = entry.unixfs.data or b""
+        offset = 0
+        if inline:
+            if start < len(inline):
+                yield inline[start:min(end, len(inline))]
+            offset = len(inline)
+        links = entry.node.links
+        sizes = entry.unixfs.blocksizes
+        if len(sizes) != len(links):
+            raise MalformedNode(f"file node {entry.cid} has {len(links)} links but {len(sizes)} blocksizes")
+        for link, size in zip(links, sizes, strict=True):
+            lo, hi = offset, offset + size
+            offset = hi
+            if hi <= start:
+                continue
+            if lo >= end:
+                break
+            child = self.load(CID.decode(link.hash))
+            yield from self._read(child, max(0, start - lo), min(size, end - lo))
+
+    def walk(self, root: CID) -> Iterator[tuple[CID, bytes]]:
+        """Every block of the DAG under ``root`` (depth-first, each once), for CAR export."""
+        seen: set[bytes] = set()
+        stack = [root]
+        while stack:
+            cid = stack.pop()
+            key = bytes(cid.digest)
+            if key in seen:
+                continue
+            seen.add(key)
+            data = self.store.get(cid)
+            yield cid, data
+            if cid.codec.name == "dag-pb":
+                stack.extend(CID.decode(link.hash) for link in reversed(decode_node(data).links))
+
+
+def symlink_target(entry: Entry) -> str:
+    assert entry.unixfs is not None
+    return (entry.unixfs.data or b"").decode("utf-8", "replace")

@@ -1,0 +1,41 @@
+"""The ipfs:// handler: content-addressed files from the extension's verified local block store.
+
+Written as any third-party extension would be: the helper modules live in this bundle (ipfs_core/), and the block
+store lives in the extension's data directory (the "storage" permission)."""
+
+from protoreg import Request, Response, runtime
+
+from ipfs_core import IpfsError
+from ipfs_core.blocks import BlockStore
+from ipfs_core.gateway import respond
+
+_store = None
+
+
+def store() -> BlockStore:
+    global _store
+    if _store is None:
+        _store = BlockStore(runtime.data_dir() / "blocks")
+    return _store
+
+
+async def handleRequest(request: Request) -> Response:
+    if request.method not in ("GET", "HEAD"):
+        return Response.error(405, "ipfs:// is read-only: use GET or HEAD", headers={"Allow": "GET, HEAD"})
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    res = respond(store(), request.method, request.url.raw_host or "", request.url.raw_path,
+                  dict(request.url.query), headers)
+    body = res.body
+    if not isinstance(body, bytes):
+        chunks = body
+
+        async def stream():
+            # A missing or corrupt block mid-file raises here: the stream aborts, it never sends wrong bytes.
+            for chunk in chunks:
+                yield chunk
+
+        body = stream()
+    return Response(body, status=res.status, headers=res.headers)
+
+
+__all__ = ["IpfsError", "handleRequest"]
