@@ -28,7 +28,10 @@ def ipfs_core() -> Any:
     import ipfs_core.blocks
     import ipfs_core.car
     import ipfs_core.cids
+    import ipfs_core.dagpb
+    import ipfs_core.gateway
     import ipfs_core.importer
+    import ipfs_core.unixfs
 
     return ipfs_core
 

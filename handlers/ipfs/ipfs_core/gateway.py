@@ -6,7 +6,6 @@ byteranges are not produced.
 
 from __future__ import annotations
 
-import mimetypes
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +24,13 @@ IMMUTABLE = "public, max-age=29030400, immutable"
 LISTING_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _FORMATS = {"raw": "application/vnd.ipld.raw", "car": "application/vnd.ipld.car"}
-_EXTRA_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
+# Our own table: the mimetypes module reads /etc/mime.types on first use, which the sandbox rightly denies.
+_EXTRA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+                ".webp": "image/webp", ".avif": "image/avif", ".ico": "image/x-icon", ".pdf": "application/pdf",
+                ".mp4": "video/mp4", ".webm": "video/webm", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
+                ".wav": "audio/wav", ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf",
+                ".otf": "font/otf", ".xml": "application/xml", ".csv": "text/csv", ".zip": "application/zip",
+                ".gz": "application/gzip", ".tar": "application/x-tar", ".car": "application/vnd.ipld.car",".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
                 ".wasm": "application/wasm", ".json": "application/json", ".txt": "text/plain; charset=utf-8",
                 ".html": "text/html; charset=utf-8", ".htm": "text/html; charset=utf-8", ".md": "text/markdown"}
 
@@ -59,7 +64,7 @@ def _sniff(head: bytes) -> str:
 
 def _content_type(fs: UnixFS, entry: Entry, name: str) -> str:
     suffix = ("." + name.rsplit(".", 1)[1].lower()) if "." in name else ""
-    return _EXTRA_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or _sniff(b"".join(fs.read(entry, 0, 512)))
+    return _EXTRA_TYPES.get(suffix) or _sniff(b"".join(fs.read(entry, 0, 512)))
 
 
 def _parse_range(value: str, size: int) -> tuple[int, int] | None | str:

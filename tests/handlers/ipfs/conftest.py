@@ -1,0 +1,44 @@
+"""The ipfs bundle's own modules (as the CLI loads them) and a Session whose ipfs store holds given CARs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import protoreg
+from protoreg.ipfs_tools import IPFS_BUNDLE, ipfs_core, store_for
+from tests.conftest import conformance_path
+
+core = ipfs_core()
+
+
+def car(name: str) -> Path:
+    return conformance_path("ipfs", name)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return core.blocks.BlockStore(tmp_path / "blocks")
+
+
+@pytest.fixture
+def ipfs(tmp_path):
+    """(registry, state_dir, import_car(path) -> roots) for fetching through real sandboxed workers."""
+    reg = protoreg.Registry()
+    ext = reg.install(IPFS_BUNDLE)
+    state = tmp_path / "state"
+
+    def import_car(path: Path) -> list[str]:
+        with path.open("rb") as f:
+            report = core.car.import_car(f, store_for(ext, state))
+        return [core.cids.v1_base32(r) for r in report.roots]
+
+    return reg, state, import_car
+
+
+@pytest.fixture
+async def session(ipfs):
+    reg, state, _ = ipfs
+    async with protoreg.Session(reg, state_dir=str(state)) as s:
+        yield s

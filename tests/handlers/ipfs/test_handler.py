@@ -1,0 +1,153 @@
+"""ipfs:// through Session.fetch and through the gateway, with real sandboxed workers, over the
+gateway-conformance CAR fixtures."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from protoreg.gateway import create_app
+from tests.handlers.ipfs.conftest import car, core
+
+DIR = "bafybeihchr7vmgjaasntayyatmp5sv6xza57iy2h4xj7g46bpjij6yhrmy"
+HELLO = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
+
+
+@pytest.fixture
+async def loaded(ipfs, session):
+    _, _, import_car = ipfs
+    for name in ("dir-with-files.car", "dir_listing.car", "gateway_cache.car", "symlink.car",
+                 "subdomain_gateway.car", "single-layer-hamt-with-multi-block-files.car",
+                 "dir-with-percent-encoded-filename.car", "gateway-raw-block.car"):
+        import_car(car(name))
+    return session
+
+
+async def test_files_with_etag_immutable_cache_and_ipfs_headers(loaded):
+    resp = await loaded.fetch(f"ipfs://{DIR}/hello.txt")
+    assert (resp.status, await resp.read()) == (200, b"hello world\n")
+    assert resp.headers["ETag"] == f'"{HELLO}"'
+    assert resp.headers["Cache-Control"] == "public, max-age=29030400, immutable"
+    assert resp.headers["X-Ipfs-Path"] == f"/ipfs/{DIR}/hello.txt"
+    assert resp.headers["X-Ipfs-Roots"] == f"{DIR},{HELLO}"
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    assert resp.secure_context and resp.origin.serialize() == f"ipfs://{DIR}"
+
+
+async def test_multiblock_file_and_ranges(loaded):
+    whole = await (await loaded.fetch(f"ipfs://{DIR}/multiblock.txt")).read()
+    assert len(whole) == 1026
+    part = await loaded.fetch(f"ipfs://{DIR}/ascii.txt", headers={"Range": "bytes=6-16"})
+    assert (part.status, part.headers["Content-Range"], await part.read()) == (206, "bytes 6-16/31", b"application")
+    tail = await loaded.fetch(f"ipfs://{DIR}/ascii.txt", headers={"Range": "bytes=-3"})
+    assert tail.status == 206 and tail.headers["Content-Range"] == "bytes 28-30/31"
+    across = await loaded.fetch(f"ipfs://{DIR}/multiblock.txt", headers={"Range": "bytes=250-520"})
+    assert await across.read() == whole[250:521]
+    bad = await loaded.fetch(f"ipfs://{DIR}/ascii.txt", headers={"Range": "bytes=100-200"})
+    assert bad.status == 416 and bad.headers["Content-Range"] == "bytes */31"
+    ascii_whole = await (await loaded.fetch(f"ipfs://{DIR}/ascii.txt")).read()
+    multi = await loaded.fetch(f"ipfs://{DIR}/ascii.txt", headers={"Range": "bytes=0-1,5-6"})
+    assert multi.status == 206 and await multi.read() == ascii_whole[0:2]  # the first range only (documented)
+
+
+async def test_etag_revalidation_gives_304(loaded):
+    root = "bafybeib3ffl2teiqdncv3mkz4r23b5ctrwkzrrhctdbne6iboayxuxk5ui"
+    first = await loaded.fetch(f"ipfs://{root}/root2/root3/root4/")
+    assert first.status == 200 and first.headers["Content-Type"].startswith("text/html")  # its index.html
+    assert first.headers["X-Ipfs-Roots"].count(",") == 3 and await first.read()  # root, root2, root3, root4
+    again = await loaded.fetch(f"ipfs://{root}/root2/root3/root4/", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status == 304
+
+
+async def test_directory_without_slash_redirects_and_listing_shows_utf8_names(loaded):
+    root = "bafybeig6ka5mlwkl4subqhaiatalkcleo4jgnr3hqwvpmsqfca27cijp3i"
+    resp = await loaded.fetch(f"ipfs://{root}/%C4%85/%C4%99", redirect="manual")
+    assert resp.status == 301 and resp.headers["Location"].endswith("/")
+    listing = await loaded.fetch(f"ipfs://{root}/%C4%85/%C4%99/")
+    text = await listing.text()
+    assert "file-źł.txt" in text and "bafk" in text
+    assert "default-src 'none'" in ",".join(listing.headers.getall("Content-Security-Policy"))
+    file = await loaded.fetch(f"ipfs://{root}/%C4%85/%C4%99/file-%C5%BA%C5%82.txt")
+    assert file.status == 200
+
+
+async def test_symlink_answers_with_its_target(loaded):
+    root = core.cids.v1_base32(core.cids.parse_cid("QmWvY6FaqFMS89YAQ9NAPjVP4WZKA1qbHbicc9HeSKQTgt"))
+    assert await (await loaded.fetch(f"ipfs://{root}/foo")).read() == b"content\n"
+    assert await (await loaded.fetch(f"ipfs://{root}/bar")).read() == b"foo"
+
+
+async def test_hamt_entries_resolve_through_the_handler(loaded):
+    root = "bafybeidbclfqleg2uojchspzd4bob56dqetqjsj27gy2cq3klkkgxtpn4i"
+    for name in ("1.txt", "500.txt", "999.txt"):
+        assert (await loaded.fetch(f"ipfs://{root}/{name}")).status == 200
+    assert (await loaded.fetch(f"ipfs://{root}/1001.txt")).status == 404
+
+
+async def test_percent_encoded_names(loaded):
+    root = "bafybeig675grnxcmshiuzdaz2xalm6ef4thxxds6o6ypakpghm5kghpc34"
+    listing = await (await loaded.fetch(f"ipfs://{root}/")).text()
+    import re
+
+    hrefs = [h for h in re.findall(r'href="([^"]+)"', listing) if h != ".."]
+    assert hrefs
+    for href in hrefs:
+        assert (await loaded.fetch(f"ipfs://{root}{href}")).status == 200, href
+
+
+async def test_raw_and_car_formats_with_format_beating_accept(loaded):
+    raw = await loaded.fetch(f"ipfs://{DIR}/hello.txt?format=raw", headers={"Accept": "application/vnd.ipld.car"})
+    assert raw.headers["Content-Type"] == "application/vnd.ipld.raw" and await raw.read() == b"hello world\n"
+    assert raw.headers["X-Content-Type-Options"] == "nosniff"
+    car_resp = await loaded.fetch(f"ipfs://{DIR}/", headers={"Accept": "application/vnd.ipld.car"})
+    assert car_resp.headers["Content-Type"].startswith("application/vnd.ipld.car")
+    assert len(list(core.car.CarReader.open(io.BytesIO(await car_resp.read())).blocks())) >= 1
+    data = await (await loaded.fetch(f"ipfs://{DIR}/?format=car")).read()
+    reader = core.car.CarReader.open(io.BytesIO(data))
+    assert [core.cids.v1_base32(r) for r in reader.roots] == [DIR] and len(list(reader.blocks())) == 9
+    nope = await loaded.fetch(f"ipfs://{DIR}/", headers={"Accept": "application/vnd.ipld.dag-json"})
+    assert nope.status == 406
+
+
+async def test_errors_invalid_cid_400_missing_root_404(loaded):
+    bad = await loaded.fetch("ipfs://bafyinvalid/")
+    assert bad.status == 400 and "not a valid CID" in await bad.text()
+    missing = await loaded.fetch("ipfs://bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy/")
+    assert missing.status == 404 and "not in the local block store" in await missing.text()
+
+
+async def test_a_missing_block_mid_file_aborts_the_stream_instead_of_sending_wrong_bytes(ipfs, tmp_path):
+    import protoreg
+    from protoreg.ipfs_tools import store_for
+
+    reg, state, import_car = ipfs
+    import_car(car("dir-with-files.car"))
+    store = store_for(reg.extensions["ipfs@protoreg"], state)
+    fs = core.unixfs.UnixFS(store)
+    entry, _ = fs.resolve(core.cids.parse_cid(DIR), "multiblock.txt")
+    third = core.cids.parse_cid(bytes(entry.node.links[2].hash))
+    store._path(third).unlink()
+    async with protoreg.Session(reg, state_dir=str(state)) as s:
+        resp = await s.fetch(f"ipfs://{DIR}/multiblock.txt")
+        assert resp.status == 200
+        with pytest.raises(protoreg.HandlerError, match="not in the local block store"):
+            await resp.read()
+
+
+async def test_through_the_gateway_with_cidv0_path_form_redirecting_to_cidv1(ipfs, aiohttp_client):
+    import protoreg
+
+    reg, state, import_car = ipfs
+    import_car(car("subdomain_gateway.car"))
+    import_car(car("dir-with-files.car"))
+    client = await aiohttp_client(create_app(reg, config=protoreg.WorkerConfig(state_dir=str(state))))
+    resp = await client.get("/hello.txt", headers={"Host": f"{DIR}.ipfs.localhost:8080"})
+    assert resp.status == 200 and await resp.read() == b"hello world\n"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    moved = await client.get("/ipfs/QmYiPNLU7Hc739sqcBH5DgVmk5mKTQVzKSqvJJeNGWTgrE/", allow_redirects=False,
+                             headers={"Host": "localhost:8080"})
+    v1 = "bafybeie2ezgriv3qzmw3k7lurysjr7rbky4dahjwtz3mt6ci67qid2kjum"
+    assert moved.status == 301 and moved.headers["Location"] == f"http://{v1}.ipfs.localhost:8080/"
+    page = await client.get("/", headers={"Host": f"{v1}.ipfs.localhost:8080"})
+    assert page.status == 200
