@@ -381,7 +381,9 @@ class Channel(asyncio.Protocol):
                 continue
             n = min(len(view), out.credit, MAX_CHUNK)
             out.credit -= n
-            self.send(FrameType.DATA, stream, bytes(view[:n]))
+            if self._transport is None or self.closed:
+                raise ConnectionResetError("channel closed")
+            self._transport.writelines((HEADER.pack(FrameType.DATA, 0, stream, n), view[:n]))
             view = view[n:]
             await self.drain()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from multiformats import CID, multihash
@@ -31,16 +32,27 @@ def v1_base32(cid: CID) -> str:
 
 
 def is_identity(cid: CID) -> bool:
-    return cid.hashfun.name == "identity"
+    return _hash_info(cid)[0] == "identity"
+
+
+@functools.lru_cache(maxsize=65536)
+def decode_link(raw: bytes) -> CID:
+    """CID.decode for link hashes, cached (multiformats validates every call, which dominates large reads)."""
+    return CID.decode(raw)
+
+
+@functools.lru_cache(maxsize=65536)
+def _hash_info(cid: CID) -> tuple[str, bytes, bytes]:
+    return cid.hashfun.name, bytes(cid.raw_digest), bytes(cid.digest)
 
 
 def digest_matches(cid: CID, data: bytes) -> bool:
-    name = cid.hashfun.name
+    name, raw, full = _hash_info(cid)
     if name == "sha2-256":
-        return hashlib.sha256(data).digest() == cid.raw_digest
+        return hashlib.sha256(data).digest() == raw
     if name == "identity":
-        return data == cid.raw_digest
-    return multihash.digest(data, name) == cid.digest
+        return data == raw
+    return bytes(multihash.digest(data, name)) == full
 
 
 def verify(cid: CID, data: bytes) -> bytes:

@@ -12,6 +12,7 @@ from multiformats import CID
 
 from ipfs_core import BlockNotFound, MalformedNode
 from ipfs_core.blocks import BlockStore
+from ipfs_core.cids import decode_link
 from ipfs_core.dagpb import DIRECTORY, FILE, HAMT_SHARD, RAW, SYMLINK, PBNode, UnixFSData, decode_node, decode_unixfs
 
 MURMUR3_X64_64 = 0x22
@@ -87,7 +88,7 @@ class UnixFS:
         if directory.unixfs.type == DIRECTORY:
             for link in directory.node.links:
                 if link.name == name:
-                    return CID.decode(link.hash)
+                    return decode_link(link.hash)
             return None
         return self._hamt_lookup(directory.node, directory.unixfs, name, hamt_hash(name), 0)
 
@@ -105,19 +106,19 @@ class UnixFS:
             if link.name is None or not link.name.startswith(prefix):
                 continue
             if len(link.name) == pad:  # a sub-shard
-                child = CID.decode(link.hash)
+                child = decode_link(link.hash)
                 sub = decode_node(self.store.get(child))
                 if sub.data is None:
                     raise MalformedNode(f"HAMT sub-shard {child} has no data")
                 return self._hamt_lookup(sub, decode_unixfs(sub.data), name, digest, depth + 1)
             if link.name[pad:] == name:
-                return CID.decode(link.hash)
+                return decode_link(link.hash)
         return None
 
     def list(self, directory: Entry) -> list[DirItem]:
         assert directory.node is not None and directory.unixfs is not None
         if directory.unixfs.type == DIRECTORY:
-            return [DirItem(link.name or "", CID.decode(link.hash), link.tsize) for link in directory.node.links]
+            return [DirItem(link.name or "", decode_link(link.hash), link.tsize) for link in directory.node.links]
         items: list[DirItem] = []
         self._hamt_list(directory.node, directory.unixfs, items)
         return sorted(items, key=lambda i: i.name)
@@ -125,7 +126,7 @@ class UnixFS:
     def _hamt_list(self, node: PBNode, u: UnixFSData, out: list[DirItem]) -> None:
         pad = len(f"{(u.fanout or 256) - 1:X}")
         for link in node.links:
-            cid = CID.decode(link.hash)
+            cid = decode_link(link.hash)
             if link.name is not None and len(link.name) == pad:
                 sub = decode_node(self.store.get(cid))
                 self._hamt_list(sub, decode_unixfs(sub.data or b""), out)
@@ -142,7 +143,7 @@ class UnixFS:
 
     def _read(self, entry: Entry, start: int, end: int) -> Iterator[bytes]:
         if entry.data is not None:  # raw leaf
-            yield entry.data[start:end]
+            yield entry.data if start == 0 and end >= len(entry.data) else entry.data[start:end]
             return
         assert entry.node is not None and entry.unixfs is not None
         inline = entry.unixfs.data or b""
@@ -162,7 +163,7 @@ class UnixFS:
                 continue
             if lo >= end:
                 break
-            child = self.load(CID.decode(link.hash))
+            child = self.load(decode_link(link.hash))
             yield from self._read(child, max(0, start - lo), min(size, end - lo))
 
     def walk(self, root: CID) -> Iterator[tuple[CID, bytes]]:
@@ -178,7 +179,7 @@ class UnixFS:
             data = self.store.get(cid)
             yield cid, data
             if cid.codec.name == "dag-pb":
-                stack.extend(CID.decode(link.hash) for link in reversed(decode_node(data).links))
+                stack.extend(decode_link(link.hash) for link in reversed(decode_node(data).links))
 
 
 def symlink_target(entry: Entry) -> str:
