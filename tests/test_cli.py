@@ -85,3 +85,34 @@ def test_doctor_reports_layers_and_fails_on_a_missing_required_one(capsys):
     capsys.readouterr()
     assert main(["doctor", "--require", "warp-drive"]) == 1
     assert "required layer(s) unavailable: warp-drive" in capsys.readouterr().err
+
+
+def test_ipfs_add_then_import_then_fetch(tmp_path, capsys):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<h1>hi</h1>")
+    out_car = tmp_path / "site.car"
+    assert main(["ipfs", "add", str(site), "-o", str(out_car)]) == 0
+    root = capsys.readouterr().out.split()[0]
+    assert root.startswith("bafy") and out_car.stat().st_size > 0
+    state = tmp_path / "state"
+    assert main(["ipfs", "import", str(out_car), "--state-dir", str(state)]) == 0
+    out = capsys.readouterr().out
+    assert "every one verified" in out and f"ipfs://{root}/" in out
+
+
+def test_ipfs_import_refuses_a_corrupt_car_naming_the_block(tmp_path, capsys):
+    site = tmp_path / "f.txt"
+    site.write_text("hello world\n")
+    car = tmp_path / "f.car"
+    assert main(["ipfs", "add", str(site), "-o", str(car)]) == 0
+    data = bytearray(car.read_bytes())
+    data[-2] ^= 0xFF
+    car.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["ipfs", "import", str(car), "--state-dir", str(tmp_path / "s")]) == 1
+    err = capsys.readouterr().err
+    assert "failed verification" in err and "bafkrei" in err and "Traceback" not in err
+    assert main(["ipfs", "import", str(tmp_path / "missing.car")]) == 1
+    assert main(["ipfs", "add", str(tmp_path / "missing")]) == 1
+    assert main(["ipfs"]) == 2

@@ -11,7 +11,7 @@ from pathlib import Path
 from multiformats import CID
 
 from ipfs_core import BlockNotFound
-from ipfs_core.cids import _hash_info, is_identity, verify
+from ipfs_core.cids import _hash_info, is_identity, v1_base32, verify
 
 
 class BlockStore:
@@ -52,7 +52,7 @@ class BlockStore:
         try:
             data = self._path(cid).read_bytes()
         except FileNotFoundError:
-            raise BlockNotFound(f"block {cid} is not in the local block store (import a CAR that contains it)") \
+            raise BlockNotFound(f"block {v1_base32(cid)} is not in the local block store (import a CAR that contains it)") \
                 from None
         return verify(cid, data)
 

@@ -11,6 +11,7 @@ from multiformats import CID
 
 from ipfs_core import CorruptBlock, IpfsError
 from ipfs_core.blocks import BlockStore
+from ipfs_core.cids import v1_base32
 from ipfs_core.dagpb import varint
 
 PRAGMA_V2 = bytes.fromhex("0aa16776657273696f6e02")
@@ -191,8 +192,8 @@ def import_car(f: BinaryIO, store: BlockStore, progress: Callable[[int], None] |
         try:
             added = store.put(cid, data)
         except CorruptBlock as exc:
-            raise CarError(f"block {cid} at byte {offset} of the CAR failed verification ({exc}); the "
-                           f"{report.blocks} blocks before it were imported") from None
+            raise CarError(f"block {v1_base32(cid)} at byte {offset} of the CAR failed verification: {exc}. "
+                           f"The {report.blocks} blocks before it were imported") from None
         report.blocks += 1
         report.new_blocks += int(added)
         report.bytes += len(data)

@@ -57,9 +57,9 @@ def digest_matches(cid: CID, data: bytes) -> bool:
 
 def verify(cid: CID, data: bytes) -> bytes:
     if len(data) > MAX_BLOCK:
-        raise CorruptBlock(f"block {cid} is {len(data)} bytes, over the {MAX_BLOCK}-byte limit")
+        raise CorruptBlock(f"block {v1_base32(cid)} is {len(data)} bytes, over the {MAX_BLOCK}-byte limit")
     if not digest_matches(cid, data):
-        raise CorruptBlock(f"block {cid} does not match its hash: the data is corrupt or forged")
+        raise CorruptBlock(f"block {v1_base32(cid)} does not match its hash: the data is corrupt or forged")
     return data
 
 

@@ -12,7 +12,7 @@ from multiformats import CID
 
 from ipfs_core import BlockNotFound, MalformedNode
 from ipfs_core.blocks import BlockStore
-from ipfs_core.cids import decode_link
+from ipfs_core.cids import decode_link, v1_base32
 from ipfs_core.dagpb import DIRECTORY, FILE, HAMT_SHARD, RAW, SYMLINK, PBNode, UnixFSData, decode_node, decode_unixfs
 
 MURMUR3_X64_64 = 0x22
@@ -78,7 +78,7 @@ class UnixFS:
                 raise BlockNotFound(f"{'/'.join(str(c) for c in trail)}: not a directory, can't look up {name!r}")
             child = self.lookup(entry, name)
             if child is None:
-                raise BlockNotFound(f"no entry named {name!r} in directory {entry.cid}")
+                raise BlockNotFound(f"no entry named {name!r} in directory {v1_base32(entry.cid)}")
             entry = self.load(child)
             trail.append(child)
         return entry, trail
