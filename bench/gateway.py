@@ -14,11 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
+import aiohttp
+from aiohttp import web
 
-from bench._common import PAYLOAD, bench_registry  # noqa: E402
-from protoreg.gateway import create_app  # noqa: E402
+from bench._common import PAYLOAD, bench_registry
+from protoreg.gateway import create_app
 
 N = 4000
 CONC = 32

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import protoreg  # noqa: E402
-from protoreg.ipfs_tools import IPFS_BUNDLE, ipfs_core, store_for  # noqa: E402
+import protoreg
+from protoreg.ipfs_tools import IPFS_BUNDLE, ipfs_core, store_for
 
 SIZE = 64 * 1024 * 1024
 

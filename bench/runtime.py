@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
+import aiohttp
+from aiohttp import web
 
-import protoreg  # noqa: E402
-from bench._common import PAYLOAD, bench_registry, median, pct, row  # noqa: E402
+import protoreg
+from bench._common import PAYLOAD, bench_registry, median, pct, row
 
 N_LAT = 2000
 N_TPUT = 10000
@@ -115,7 +115,7 @@ async def main() -> None:
 
         from bench._common import HANDLER  # the same handler, called in-process
         ns: dict[str, object] = {}
-        exec(HANDLER, ns)  # noqa: S102
+        exec(HANDLER, ns)
         handle = ns["handleRequest"]
 
         async def inproc() -> None:

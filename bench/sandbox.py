@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import protoreg  # noqa: E402
-from bench._common import bench_registry, median, pct  # noqa: E402
+import protoreg
+from bench._common import bench_registry, median, pct
 
 N = 2000
 COLD = 9

@@ -14,10 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ada_url  # noqa: E402
-from yarl import URL  # noqa: E402
+import ada_url
+from yarl import URL
 
-from bench._common import bench_registry  # noqa: E402
+from bench._common import bench_registry
 
 BASES = ["web+bench://bafy.example/dir/sub/page.html", "web+bench://site.example:8080/a/b/c?q=1"]
 REFS = ["../img/logo.png", "./style.css", "/abs/path.js?x=1", "other.html#frag", "?query=2", "//cdn.example/x",

@@ -76,7 +76,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from protoreg.gateway import create_app
     from protoreg.gateway.hosts import to_gateway_url
     from protoreg.registry import Registry
-
     from protoreg.worker.config import WorkerConfig
 
     reg = Registry()
@@ -196,7 +195,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
                 for k, v in resp.headers.items():
                     _out(f"{k}: {v}")
                 _out()
-            out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+            out = open(args.output, "wb") if args.output else sys.stdout.buffer
             try:
                 async for chunk in resp.stream():
                     out.write(chunk)
@@ -313,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _err(f"protoreg {args.command}: {exc}")
         return EXIT_FAIL
-    except Exception as exc:  # noqa: BLE001 - the CLI never shows a bare traceback
+    except Exception as exc:
         if args.debug:
             traceback.print_exc()
         _err(f"protoreg {args.command}: internal error: {type(exc).__name__}: {exc}. "

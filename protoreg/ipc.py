@@ -159,7 +159,7 @@ class InboundBody:
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
             timer = None if timeout is None else loop.call_later(
-                timeout, lambda: waiter.done() or waiter.set_exception(TimeoutError()))
+                timeout, lambda w=waiter: w.done() or w.set_exception(TimeoutError()))
             try:
                 await waiter
             finally:

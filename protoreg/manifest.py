@@ -42,12 +42,12 @@ class ProtocolHandler(BaseModel):
 
     protocol: str = Field(description="The scheme: safelisted, or web+/ext+ followed by lowercase letters.")
     name: str = Field(min_length=1, description="A human-readable name for the handler.")
-    uriTemplate: str | None = Field(  # noqa: N815 - the WebExtension key
+    uriTemplate: str | None = Field(
         None, description="Fallback https (or extension-relative) URL containing %s, used when there is no script.")
-    uriHandlerScript: str | None = Field(  # noqa: N815
+    uriHandlerScript: str | None = Field(
         None, description="Bundle-relative path of the Python script defining async handleRequest(request).")
-    uriIcon: str | None = Field(None, description="Bundle-relative path of an icon.")  # noqa: N815
-    uriIsTrustworthy: StrictBool = Field(  # noqa: N815
+    uriIcon: str | None = Field(None, description="Bundle-relative path of an icon.")
+    uriIsTrustworthy: StrictBool = Field(
         False, description="Treat this scheme's origins as potentially trustworthy (secure contexts).")
 
     @field_validator("protocol")

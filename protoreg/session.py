@@ -23,8 +23,8 @@ from protoreg.broker import Broker
 from protoreg.errors import HandlerError, HandlerTimeout, InvalidURL, PermissionDenied, PolicyError
 from protoreg.origins import Origin
 from protoreg.response import FetchResponse, ResponseType
-from protoreg.worker.config import WorkerConfig
 from protoreg.storage import StorageStore
+from protoreg.worker.config import WorkerConfig
 from protoreg.worker.manager import WorkerManager
 from protoreg.worker.process import WorkerProcess, WorkerStream
 

@@ -116,7 +116,7 @@ def resolve_href(url: str, base: str | None = None, *, registered: Container[str
         raise
     except (ValueError, TypeError, UnicodeError):
         pass
-    if base_text is not None and scheme is None or (base_scheme is not None and base_scheme == scheme):
+    if (base_text is not None and scheme is None) or (base_scheme is not None and base_scheme == scheme):
         # Is the base itself the problem?
         try:
             resolve_href(base, registered=registered)  # type: ignore[arg-type]

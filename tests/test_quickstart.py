@@ -24,7 +24,7 @@ def _free_port() -> int:
 
 def _get(port: int, host: str, path: str = "/") -> tuple[int, str]:
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
-    with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(req, timeout=5) as resp:
         return resp.status, resp.read().decode()
 
 
@@ -43,7 +43,7 @@ def test_readme_demo_command_sets_up_a_fresh_copy_and_serves_the_demo(tmp_path):
             shutil.copy2(ROOT / rel, copy / rel)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
-    log = open(tmp_path / "demo.log", "wb")  # noqa: SIM115
+    log = open(tmp_path / "demo.log", "wb")
     proc = subprocess.Popen([sys.executable, "tasks.py", "demo", "--port", str(port)], cwd=copy, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:

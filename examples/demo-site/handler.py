@@ -3,8 +3,9 @@
 import mimetypes
 from pathlib import PurePosixPath
 
-from protoreg import Request, Response
 from site_pages import PAGES
+
+from protoreg import Request, Response
 
 TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css", ".svg": "image/svg+xml"}
 

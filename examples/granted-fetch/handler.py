@@ -13,7 +13,7 @@ async def handleRequest(request: Request) -> Response:
         upstream = await runtime.fetch(target)
     except PermissionDenied as denied:
         return Response(f"{denied}\n", status=403)
-    visits = int((await runtime.storage.get("visits") or b"0")) + 1
+    visits = int(await runtime.storage.get("visits") or b"0") + 1
     await runtime.storage.set("visits", str(visits))
     return Response(upstream.body, status=upstream.status, headers={
         "Content-Type": upstream.headers.get("Content-Type", "application/octet-stream"),

@@ -126,7 +126,7 @@ def _cidv0_to_v1(host: str) -> str:
         from multiformats import CID
 
         return str(CID.decode(host).set(version=1, base="base32"))
-    except Exception:  # noqa: BLE001 - not a CID after all: leave it for the handler to reject
+    except Exception:
         return host
 
 

@@ -7,6 +7,7 @@ import ctypes.util
 import os
 import platform
 
+
 def _load_libc() -> ctypes.CDLL:
     try:  # the usual glibc soname: avoids find_library, which runs ldconfig in a subprocess
         return ctypes.CDLL("libc.so.6", use_errno=True)

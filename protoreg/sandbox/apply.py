@@ -139,7 +139,7 @@ def _probe_userns() -> LayerStatus:
         try:
             namespaces.enter_user_and_net_namespace()
             os._exit(0)
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             os._exit(1)
     _, status = os.waitpid(pid, 0)
     ok = os.waitstatus_to_exitcode(status) == 0

@@ -28,7 +28,7 @@ def install(label: str, read_paths: Sequence[str], write_paths: Sequence[str]) -
         try:
             sys.stderr.write(message + "\n")
             sys.stderr.flush()
-        except Exception:  # noqa: BLE001, S110 - a broken stderr must not break the handler
+        except Exception:  # noqa: S110 - a broken stderr must not break the handler
             pass
 
     def hook(event: str, args: tuple[Any, ...]) -> None:

@@ -76,6 +76,7 @@ class WorkerProcess:
         self._next_id = 1
         self._hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._tasks: list[asyncio.Task[None]] = []
+        self._calls: set[asyncio.Task[None]] = set()
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         #: Runs a capability call (set by the host): (worker, stream or None, message) -> JSON-able value.
         self.on_call: Callable[[WorkerProcess, WorkerStream | None, dict[str, Any]], Awaitable[Any]] | None = None
@@ -304,7 +305,9 @@ class WorkerProcess:
             raise ProtocolViolation("CALL must carry an int id, a str cap and an object args")
         if sid > self._next_id - 1:
             raise ProtocolViolation(f"CALL on stream {sid}, which was never opened")
-        asyncio.ensure_future(self._run_call(call_id, self._streams.get(sid), cap, msg))
+        task = asyncio.ensure_future(self._run_call(call_id, self._streams.get(sid), cap, msg))
+        self._calls.add(task)  # keep a reference until it finishes (the loop holds only weak ones)
+        task.add_done_callback(self._calls.discard)
 
     async def _run_call(self, call_id: int, st: WorkerStream | None, cap: str, msg: dict[str, Any]) -> None:
         try:
@@ -319,7 +322,7 @@ class WorkerProcess:
         except (ValueError, TypeError, KeyError) as exc:  # malformed arguments: a compromised or broken worker
             self._on_violation(ProtocolViolation(f"malformed {cap} call: {exc}"))
             return
-        except Exception as exc:  # noqa: BLE001 - report, never crash the host
+        except Exception as exc:
             reply = {"id": call_id, "ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}
         with contextlib.suppress(ConnectionError):
             self.channel.send_json(FrameType.RESULT, st.id if st is not None else 0, reply)

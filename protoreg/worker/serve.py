@@ -75,7 +75,7 @@ class WorkerServer:
         name = f"_protoreg_handler_{scheme.replace('+', '_')}"
         try:
             module = load_script(self.finder, script, name)
-        except BaseException as exc:  # noqa: BLE001 - any failure is reported per request, never a crash loop
+        except BaseException as exc:
             return None, f"handler script {script} failed to load: {_describe_exception(exc, self.label)}"
         fn = getattr(module, "handleRequest", None)
         if fn is None:
@@ -195,7 +195,7 @@ class WorkerServer:
             if iterator is not None and hasattr(iterator, "aclose"):
                 try:
                     await iterator.aclose()
-                except Exception:  # noqa: BLE001, S110 - closing a broken generator must not mask the outcome
+                except Exception:  # noqa: S110 - closing a broken generator must not mask the outcome
                     pass
             channel.close_inbound(stream)
             self.tasks.pop(stream, None)

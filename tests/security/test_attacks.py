@@ -140,7 +140,7 @@ async def test_busy_loop_is_stopped_by_the_cpu_limit_and_the_host_keeps_serving(
     await asyncio.sleep(0.2)
     await victim_still_serves(session)
     resp = await asyncio.wait_for(task, 15)
-    assert resp.status == 502 and "SIGXCPU" in str(resp.error) or "SIGKILL" in str(resp.error)
+    assert (resp.status == 502 and "SIGXCPU" in str(resp.error)) or "SIGKILL" in str(resp.error)
 
 
 async def test_stdout_flood_neither_blocks_the_host_nor_fills_its_memory(arena):

@@ -17,7 +17,7 @@ from protoreg.worker.manager import WorkerManager
 @dataclass
 class _Handler:
     protocol: str
-    uriHandlerScript: str | None  # noqa: N815 - the manifest's key
+    uriHandlerScript: str | None
 
 
 @dataclass

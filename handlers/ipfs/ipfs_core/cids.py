@@ -16,7 +16,7 @@ SUPPORTED_CODECS = {"raw", "dag-pb", "dag-cbor", "dag-json", "identity"}
 def parse_cid(text: str | bytes) -> CID:
     try:
         cid = CID.decode(text)
-    except Exception as exc:  # noqa: BLE001 - multiformats raises several types
+    except Exception as exc:
         hint = ""
         if isinstance(text, str) and text[:2].lower() == "qm":
             hint = (" (a CIDv0 is case-sensitive base58 and can't be a URL host, which is lowercased; use its "

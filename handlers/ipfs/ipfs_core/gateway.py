@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from html import escape
 from urllib.parse import quote
 
-from multiformats import CID
-
-from ipfs_core import BlockNotFound, IpfsError, InvalidCID
+from ipfs_core import BlockNotFound, InvalidCID, IpfsError
 from ipfs_core.blocks import BlockStore
 from ipfs_core.car import write_car
 from ipfs_core.cids import parse_cid, v1_base32
@@ -67,7 +65,7 @@ def _content_type(fs: UnixFS, entry: Entry, name: str) -> str:
     return _EXTRA_TYPES.get(suffix) or _sniff(b"".join(fs.read(entry, 0, 512)))
 
 
-def _parse_range(value: str, size: int) -> tuple[int, int] | None | str:
+def _parse_range(value: str, size: int) -> tuple[int, int] | str | None:
     """(start, end_exclusive), None to ignore the header, or "unsatisfiable"."""
     first = value.split(",", 1)[0].strip()  # multi-range: the first range only
     m = _RANGE.match(first)

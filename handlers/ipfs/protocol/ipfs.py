@@ -3,11 +3,11 @@
 Written as any third-party extension would be: the helper modules live in this bundle (ipfs_core/), and the block
 store lives in the extension's data directory (the "storage" permission)."""
 
-from protoreg import Request, Response, runtime
-
 from ipfs_core import IpfsError
 from ipfs_core.blocks import BlockStore
 from ipfs_core.gateway import respond
+
+from protoreg import Request, Response, runtime
 
 _store = None
 
