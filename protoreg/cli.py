@@ -32,12 +32,13 @@ def _err(text: str) -> None:
 
 # -- check ------------------------------------------------------------------------------------------------------
 def cmd_check(args: argparse.Namespace) -> int:
+    from protoreg.inference import infer
     from protoreg.manifest import load_manifest
     from protoreg.registry import _read_bundle
 
     try:
         manifest = load_manifest(args.directory)
-        _files, digest = _read_bundle(Path(args.directory))
+        files, digest = _read_bundle(Path(args.directory))
     except ManifestError as exc:
         n = len(exc.problems)
         _err(f"{exc.source}: {n} problem{'s' if n != 1 else ''}")
@@ -51,6 +52,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         _out(f"  {h.protocol}: {h.name} ({how}{trust})")
     grants = [*manifest.permissions, *manifest.host_permissions]
     _out(f"  grants: {', '.join(grants) if grants else 'none'}")
+    findings = infer(files, manifest)
+    if findings:
+        _err(f"{args.directory}: the code appears to use {len(findings)} capabilit"
+             f"{'y' if len(findings) == 1 else 'ies'} the manifest does not grant:")
+        for finding in findings:
+            _err(f"  {finding}")
+        return EXIT_FAIL
     return EXIT_OK
 
 
@@ -247,7 +255,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    sp = add("check", cmd_check, "validate an extension directory and list every manifest problem",
+    sp = add("check", cmd_check, "validate an extension directory: every manifest problem, and capabilities the "
+             "code appears to use without a grant",
              "protoreg check examples/hello-scheme")
     sp.add_argument("directory", help="the extension directory (containing manifest.json)")
     add("schema", cmd_schema, "print the JSON Schema of manifest.json", "protoreg schema > manifest.schema.json")

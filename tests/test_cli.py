@@ -116,3 +116,15 @@ def test_ipfs_import_refuses_a_corrupt_car_naming_the_block(tmp_path, capsys):
     assert main(["ipfs", "import", str(tmp_path / "missing.car")]) == 1
     assert main(["ipfs", "add", str(tmp_path / "missing")]) == 1
     assert main(["ipfs"]) == 2
+
+
+def test_serve_with_a_bad_extension_is_one_clear_error(tmp_path, capsys):
+    assert main(["serve", "-e", str(tmp_path / "nope"), "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "protoreg serve:" in err and "does not exist" in err and "Traceback" not in err
+
+
+def test_fetch_to_a_file_writes_the_body(tmp_path, capsys):
+    out = tmp_path / "page.html"
+    assert main(["fetch", "-e", HELLO, "-o", str(out), "web+hello://world/"]) == 0
+    assert "Hello from web+hello://world/" in out.read_text()
