@@ -8,6 +8,7 @@ filtering, CSP merged with the baseline, trust) -> follow redirects like Fetch (
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 import tempfile
 from collections.abc import AsyncIterable, Iterable, Mapping
@@ -49,6 +50,19 @@ def _csp_policy_of(entry: SchemeEntry) -> str | None:
     """The extension's protocol_pages policy (the manifest's content_security_policy)."""
     policy = entry.extension.manifest.content_security_policy
     return getattr(policy, "protocol_pages", None) if policy is not None else None
+
+
+@functools.lru_cache(maxsize=256)
+def _base_csp_items(extension_policy: str | None) -> tuple[tuple[str, str], ...]:
+    """Header items of the baseline plus the extension's policy: the same for every response of an extension."""
+    return tuple(csp.csp_header_items(csp.response_policies(extension_policy, [])))
+
+
+def _csp_items(extension_policy: str | None, handler_headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    items = list(_base_csp_items(extension_policy))
+    if any(n.lower().startswith("content-security-policy") for n, _ in handler_headers):
+        items += csp.csp_header_items(csp.parse_response_policies(handler_headers))
+    return items
 
 
 class Session:
@@ -147,8 +161,7 @@ class Session:
         redirected = False
         for _ in range(MAX_REDIRECTS + 1):
             entry = reg.lookup(current.scheme)
-            target = reg.origin(current)
-            cross = initiator is not None and not initiator.same_origin(target)
+            cross = initiator is not None and not initiator.same_origin(reg.origin(current))
             if cross:
                 tainting = self._admit_cross_origin(mode, method, hdrs, initiator, current, tainting)  # type: ignore[arg-type]
                 if tainting == "cors" and (cors.needs_preflight(method, hdrs.items())):
@@ -276,19 +289,19 @@ class Session:
                 method: str, tainting: ResponseType, initiator: Origin | None, credentials: bool, timeout: float,
                 redirected: bool) -> FetchResponse:
         reg = self.registry
-        common = {"url": url, "origin": reg.origin(url), "secure_context": reg.is_potentially_trustworthy(url),
+        origin = reg.origin(url)  # a registered scheme: trust follows from the origin alone
+        common = {"url": url, "origin": origin, "secure_context": reg.is_potentially_trustworthy(origin),
                   "redirected": redirected}
         if tainting == "opaque":
             stream.abort()
             return FetchResponse(status=cors.OPAQUE_STATUS, headers=[], type="opaque", **common)
         if tainting == "cors":
             self._cors_check(stream, rheaders, initiator, credentials, url)  # type: ignore[arg-type]
-        policies = csp.response_policies(_csp_policy_of(entry), rheaders)
         out = [(n, v) for n, v in rheaders if n.lower() not in (
             "content-security-policy", "content-security-policy-report-only")]
         if tainting == "cors":
             out = cors.cors_filtered_headers(out)
-        out += csp.csp_header_items(policies)
+        out += _csp_items(_csp_policy_of(entry), rheaders)
         if method == "HEAD" or isinstance(stream, _NoStream):
             stream.abort()
             return FetchResponse(status=status, headers=out, type=tainting, **common)
