@@ -34,11 +34,11 @@ def _err(text: str) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     from protoreg.inference import infer
     from protoreg.manifest import load_manifest
-    from protoreg.registry import _read_bundle
+    from protoreg.registry import read_bundle
 
     try:
         manifest = load_manifest(args.directory)
-        files, digest = _read_bundle(Path(args.directory))
+        files, digest = read_bundle(Path(args.directory))
     except ManifestError as exc:
         n = len(exc.problems)
         _err(f"{exc.source}: {n} problem{'s' if n != 1 else ''}")

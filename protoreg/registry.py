@@ -84,7 +84,7 @@ class Conflict:
         return f"scheme {self.scheme!r}: {self.active} serves it, {self.waiting} waits ({self.reason})"
 
 
-def _read_bundle(root: Path) -> tuple[dict[str, bytes], str]:
+def read_bundle(root: Path) -> tuple[dict[str, bytes], str]:
     files: dict[str, bytes] = {}
     total = 0
     real_root = root.resolve()
@@ -131,7 +131,7 @@ class Registry:
         """Install the extension in directory ``path``; raises ManifestError (every problem) or InstallError."""
         root = Path(path)
         manifest = load_manifest(root)
-        files, digest = _read_bundle(root)
+        files, digest = read_bundle(root)
         ext = Extension(manifest.id, manifest.name, manifest.version, root.resolve(), manifest,
                         MappingProxyType(files), digest)
         existing = self._extensions.get(ext.id)

@@ -149,7 +149,20 @@ def test_a_required_layer_that_cannot_engage_refuses_with_a_fix(tmp_path):
     assert "refused: sandbox layer 'landlock' is required by the host but could not engage" in out
 
 
-def test_the_bpf_program_denies_before_it_allows():
+def test_the_bpf_program_returns_eperm_for_each_denied_syscall_and_enosys_for_clone3():
+    import errno
+    import struct
+
+    from protoreg.sandbox.seccomp import ARCHES, RET_ALLOW, RET_ERRNO
+
     code = build_filter("x86_64")
-    assert len(code) % 8 == 0 and len(code) // 8 < 4096
-    assert code.endswith(bytes.fromhex("0600000000000000")[:4] + (0x7FFF0000).to_bytes(4, "little"))
+    ins = [struct.unpack("HBBI", code[i:i + 8]) for i in range(0, len(code), 8)]
+    _, table = ARCHES["x86_64"]
+    verdict = {}
+    for (op, _jt, _jf, k), (op2, _, _, k2) in zip(ins, ins[1:], strict=False):
+        if op == 0x15 and op2 == 0x06:  # "jeq nr" immediately followed by "ret"
+            verdict.setdefault(k, k2)
+    for name in ("execve", "ptrace", "bpf", "io_uring_setup", "fork", "unshare", "mount", "process_vm_readv"):
+        assert verdict[table[name]] == RET_ERRNO | errno.EPERM, name
+    assert verdict[table["clone3"]] == RET_ERRNO | errno.ENOSYS
+    assert ins[-1] == (0x06, 0, 0, RET_ALLOW)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -43,7 +44,9 @@ def bundle(script: str, *, scheme: str = "web+t", ext_id: str = "test@example.or
            files: dict[str, str] | None = None) -> BundleRecord:
     all_files = {"handler.py": textwrap.dedent(script).encode()}
     all_files.update({k: textwrap.dedent(v).encode() for k, v in (files or {}).items()})
-    return BundleRecord(ext_id, all_files, _Manifest([_Handler(scheme, "handler.py")]))
+    # An empty bundle directory: the worker's sandbox may read it and nothing of the test's files.
+    return BundleRecord(ext_id, all_files, _Manifest([_Handler(scheme, "handler.py")]),
+                        root=Path(tempfile.mkdtemp(prefix="protoreg-bundle-")))
 
 
 @pytest.fixture
