@@ -52,8 +52,8 @@ class BlockStore:
         try:
             data = self._path(cid).read_bytes()
         except FileNotFoundError:
-            raise BlockNotFound(f"block {v1_base32(cid)} is not in the local block store (import a CAR that contains it)") \
-                from None
+            raise BlockNotFound(f"block {v1_base32(cid)} is not in the local block store (import a CAR that "
+                                "contains it)") from None
         return verify(cid, data)
 
     def __iter__(self) -> Iterator[Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -9,10 +10,10 @@ from typing import Any, BinaryIO
 
 from multiformats import CID
 
-from ipfs_core import CorruptBlock, IpfsError
+from ipfs_core import CorruptBlock, IpfsError, MalformedNode
 from ipfs_core.blocks import BlockStore
-from ipfs_core.cids import v1_base32
-from ipfs_core.dagpb import varint
+from ipfs_core.cids import MAX_BLOCK, v1_base32
+from ipfs_core.dagpb import read_varint, varint
 
 PRAGMA_V2 = bytes.fromhex("0aa16776657273696f6e02")
 
@@ -82,7 +83,39 @@ def encode_header(roots: Iterable[CID]) -> bytes:
 
 
 # -- reading ----------------------------------------------------------------------------------------------------
-def _read_varint(f: BinaryIO) -> int | None:
+MAX_SECTION = MAX_BLOCK + 1024  # a block plus its CID; anything longer is refused before it is read
+
+
+class _Stream:
+    """Reads forward from any binary file object (pipes too), counting the offset itself."""
+
+    def __init__(self, f: BinaryIO, prefix: bytes = b"") -> None:
+        self.f, self.prefix, self.pos = f, prefix, 0
+
+    def read(self, n: int) -> bytes:
+        if self.prefix:
+            out, self.prefix = self.prefix[:n], self.prefix[n:]
+            if len(out) < n:
+                out += self.f.read(n - len(out))
+        else:
+            out = self.f.read(n)
+        while len(out) < n:  # short reads from pipes and sockets
+            more = self.f.read(n - len(out))
+            if not more:
+                break
+            out += more
+        self.pos += len(out)
+        return out
+
+    def skip(self, n: int) -> None:
+        while n > 0:
+            got = len(self.read(min(n, 1 << 16)))
+            if not got:
+                raise CarError(f"CARv2 truncated before its data payload at byte {self.pos + n}")
+            n -= got
+
+
+def _read_varint(f: _Stream) -> int | None:
     value = shift = 0
     first = True
     while True:
@@ -90,89 +123,108 @@ def _read_varint(f: BinaryIO) -> int | None:
         if not b:
             if first:
                 return None
-            raise CarError("truncated varint in CAR")
+            raise CarError(f"CAR truncated inside a section length at byte {f.pos}")
         first = False
         value |= (b[0] & 0x7F) << shift
         if not b[0] & 0x80:
             return value
         shift += 7
         if shift > 63:
-            raise CarError("oversized varint in CAR")
+            raise CarError(f"oversized varint in CAR at byte {f.pos}")
 
 
 def _split_cid(section: bytes) -> tuple[CID, bytes]:
+    """The CID at the start of a section and the block after it; ValueError/IndexError if malformed."""
     if section[:2] == b"\x12\x20":  # CIDv0: a bare sha2-256 multihash
+        if len(section) < 34:
+            raise ValueError("CIDv0 multihash cut short")
         return CID.decode(section[:34]), section[34:]
     pos = 0
-    for _ in range(2):  # version, codec
+    for _ in range(3):  # version, codec, hash function
         while section[pos] & 0x80:
             pos += 1
         pos += 1
-    start_mh = pos
-    while section[pos] & 0x80:
-        pos += 1
-    pos += 1
-    length, shift = 0, 0
-    while True:
-        b = section[pos]
-        pos += 1
-        length |= (b & 0x7F) << shift
-        if not b & 0x80:
-            break
-        shift += 7
+    length, pos = read_varint(section, pos)
     end = pos + length
-    if end > len(section) or start_mh == 0:
-        raise CarError("malformed CID in CAR section")
+    if end > len(section):
+        raise ValueError("multihash digest runs past the end of the section")
     return CID.decode(section[:end]), section[end:]
+
+
+def _name_partial(section: bytes) -> str:
+    try:
+        return f"block {v1_base32(_split_cid(section)[0])} "
+    except Exception:
+        return "a block whose CID is cut short "
 
 
 @dataclass
 class CarReader:
-    f: BinaryIO
+    f: _Stream
     roots: list[CID] = field(default_factory=list)
     version: int = 1
     _limit: int | None = None
 
     @classmethod
     def open(cls, f: BinaryIO) -> CarReader:
-        head = f.read(len(PRAGMA_V2))
-        if head == PRAGMA_V2:
-            hdr = f.read(40)
-            if len(hdr) != 40:
-                raise CarError("truncated CARv2 header")
-            data_offset, data_size, _index = struct.unpack("<QQQ", hdr[16:40])
-            f.seek(data_offset)
-            reader = cls._open_v1(f)
-            reader.version = 2
-            reader._limit = data_offset + data_size
-            return reader
-        f.seek(0)
-        return cls._open_v1(f)
+        """Read the header of a CARv1 or CARv2 (pragma, 40-byte header, inner CARv1) from ``f``; ``f`` need not
+        be seekable."""
+        stream = _Stream(f)
+        head = stream.read(len(PRAGMA_V2))
+        if head != PRAGMA_V2:
+            stream.prefix, stream.pos = head, 0
+            return cls._open_v1(stream)
+        hdr = stream.read(40)
+        if len(hdr) != 40:
+            raise CarError("truncated CARv2 header: expected 40 bytes after the pragma")
+        data_offset, data_size, _index = struct.unpack("<QQQ", hdr[16:40])
+        if data_offset < stream.pos:
+            raise CarError(f"CARv2 data offset {data_offset} points inside its own header")
+        stream.skip(data_offset - stream.pos)
+        reader = cls._open_v1(stream)
+        reader.version = 2
+        reader._limit = data_offset + data_size
+        return reader
 
     @classmethod
-    def _open_v1(cls, f: BinaryIO) -> CarReader:
+    def _open_v1(cls, f: _Stream) -> CarReader:
         n = _read_varint(f)
-        if n is None or n > 1 << 20:
-            raise CarError("missing or oversized CAR header")
-        header, _ = _cbor_decode(f.read(n))
+        if n is None or n == 0 or n > 1 << 20:
+            raise CarError("not a CAR file: missing, empty or oversized header (CARv1 starts with a varint length "
+                           "and a dag-cbor map {roots, version: 1})")
+        raw = f.read(n)
+        if len(raw) != n:
+            raise CarError(f"CAR header truncated: expected {n} bytes, got {len(raw)}")
+        try:
+            header, _ = _cbor_decode(raw)
+        except (IndexError, ValueError, KeyError, UnicodeDecodeError) as exc:
+            raise CarError(f"malformed CAR header: {exc}") from None
         if not isinstance(header, dict) or header.get("version") != 1 or not isinstance(header.get("roots"), list):
             raise CarError(f"not a CARv1 header: {header!r}")
         return cls(f, list(header["roots"]))
 
     def blocks(self) -> Iterator[tuple[CID, bytes, int]]:
-        """(cid, data, offset) for each section; raises CarError on truncation."""
-        while self._limit is None or self.f.tell() < self._limit:
-            offset = self.f.tell()
+        """(cid, data, offset) for each section; raises CarError naming the offset (and CID) of a bad section."""
+        while self._limit is None or self.f.pos < self._limit:
+            offset = self.f.pos
             n = _read_varint(self.f)
             if n is None:
                 return
-            if n == 0 and self._limit is not None:
-                return
+            if n == 0:
+                if self._limit is not None:
+                    return  # CARv2 padding
+                raise CarError(f"empty section at byte {offset} of the CAR: every section holds a CID and a block")
+            if n > MAX_SECTION:
+                raise CarError(f"the section at byte {offset} of the CAR declares {n} bytes, more than a block of at "
+                               f"most {MAX_BLOCK} bytes plus its CID")
             section = self.f.read(n)
             if len(section) != n:
-                raise CarError(f"CAR truncated in the section at byte {offset}: expected {n} bytes, got "
-                               f"{len(section)}")
-            cid, data = _split_cid(section)
+                raise CarError(f"CAR truncated in {_name_partial(section)}at byte {offset}: the section declares {n} "
+                               f"bytes but only {len(section)} remain")
+            try:
+                cid, data = _split_cid(section)
+            except (IndexError, ValueError, KeyError, MalformedNode) as exc:
+                raise CarError(f"malformed CID in the section at byte {offset} of the CAR: {exc}") from None
             yield cid, data, offset
 
 
@@ -184,11 +236,24 @@ class ImportReport:
     bytes: int = 0
 
 
-def import_car(f: BinaryIO, store: BlockStore, progress: Callable[[int], None] | None = None) -> ImportReport:
-    """Verify and store every block. A corrupt or truncated CAR raises (naming the block); good blocks stay."""
-    reader = CarReader.open(f)
+def import_car(source: BinaryIO | str | os.PathLike[str], store: BlockStore,
+               progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Verify and store every block of a CAR (a path or a binary file object). ``progress`` gets the byte offset
+    reached after each block. A corrupt or truncated CAR raises CarError naming the block; good blocks stay."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            return import_car(f, store, progress)
+    reader = CarReader.open(source)
     report = ImportReport(reader.roots)
-    for cid, data, offset in reader.blocks():
+    blocks = reader.blocks()
+    while True:
+        try:
+            item = next(blocks, None)
+        except CarError as exc:
+            raise CarError(f"{exc}. The {report.blocks} blocks before it were imported") from None
+        if item is None:
+            return report
+        cid, data, offset = item
         try:
             added = store.put(cid, data)
         except CorruptBlock as exc:
@@ -198,8 +263,7 @@ def import_car(f: BinaryIO, store: BlockStore, progress: Callable[[int], None] |
         report.new_blocks += int(added)
         report.bytes += len(data)
         if progress is not None:
-            progress(f.tell())
-    return report
+            progress(reader.f.pos)
 
 
 def write_car(roots: Iterable[CID], blocks: Iterable[tuple[CID, bytes]]) -> Iterator[bytes]:

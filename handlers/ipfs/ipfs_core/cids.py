@@ -7,7 +7,7 @@ import hashlib
 
 from multiformats import CID, multihash
 
-from ipfs_core import CorruptBlock, InvalidCID
+from ipfs_core import CorruptBlock, InvalidCID, MalformedNode
 
 MAX_BLOCK = 2 * 1024 * 1024
 SUPPORTED_CODECS = {"raw", "dag-pb", "dag-cbor", "dag-json", "identity"}
@@ -23,7 +23,8 @@ def parse_cid(text: str | bytes) -> CID:
                     "CIDv1 base32 form, bafy...)")
         raise InvalidCID(f"{text!r} is not a valid CID: {exc}{hint}") from None
     if cid.codec.name not in SUPPORTED_CODECS:
-        raise InvalidCID(f"CID {text} uses the codec {cid.codec.name}; supported: {', '.join(sorted(SUPPORTED_CODECS))}")
+        raise InvalidCID(f"CID {text} uses the codec {cid.codec.name}, which this gateway can't serve; use a CID "
+                         f"with one of: {', '.join(sorted(SUPPORTED_CODECS))}")
     return cid
 
 
@@ -37,8 +38,12 @@ def is_identity(cid: CID) -> bool:
 
 @functools.lru_cache(maxsize=65536)
 def decode_link(raw: bytes) -> CID:
-    """CID.decode for link hashes, cached (multiformats validates every call, which dominates large reads)."""
-    return CID.decode(raw)
+    """CID.decode for link hashes, cached (multiformats validates every call, which dominates large reads).
+    A link whose Hash is not a CID makes its node malformed."""
+    try:
+        return CID.decode(raw)
+    except Exception as exc:
+        raise MalformedNode(f"a dag-pb link Hash ({raw[:40].hex()}) is not a valid CID: {exc}") from None
 
 
 @functools.lru_cache(maxsize=65536)
@@ -52,7 +57,11 @@ def digest_matches(cid: CID, data: bytes) -> bool:
         return hashlib.sha256(data).digest() == raw
     if name == "identity":
         return data == raw
-    return bytes(multihash.digest(data, name)) == full
+    try:
+        return bytes(multihash.digest(data, name)) == full
+    except (KeyError, ValueError) as exc:
+        raise CorruptBlock(f"can't verify a block hashed with {name}: this hash function is not available ({exc}); "
+                           "only blocks whose hash can be checked are stored or served") from None
 
 
 def verify(cid: CID, data: bytes) -> bytes:

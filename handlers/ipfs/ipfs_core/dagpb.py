@@ -64,30 +64,47 @@ class PBNode:
     data: bytes | None = None
 
 
+def _decode_link(buf: bytes) -> PBLink:
+    """A PBLink, strictly: Hash (1) first and required, then Name (2), then Tsize (3), each at most once."""
+    link = PBLink(b"")
+    last = 0
+    for num, wire, value in _fields(buf):
+        if num <= last:
+            raise MalformedNode(f"PBLink field {num} is repeated or out of order (dag-pb requires Hash, Name, Tsize "
+                                "in that order, each at most once)")
+        last = num
+        if num == 1 and wire == 2:
+            link.hash = bytes(value)
+        elif num == 2 and wire == 2:
+            try:
+                link.name = bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                raise MalformedNode("PBLink Name is not valid UTF-8") from None
+        elif num == 3 and wire == 0:
+            link.tsize = value
+        else:
+            raise MalformedNode(f"unexpected field {num} (wire type {wire}) in PBLink: dag-pb allows only "
+                                "Hash (1, bytes), Name (2, bytes) and Tsize (3, varint)")
+    if last == 0 or not link.hash:
+        raise MalformedNode("PBLink without a Hash: every dag-pb link must name the CID it points to")
+    return link
+
+
 def decode_node(buf: bytes) -> PBNode:
+    """A PBNode per the dag-pb spec: Links (field 2) first, then at most one Data (field 1); nothing else."""
     node = PBNode()
     for num, wire, value in _fields(buf):
         if num == 2 and wire == 2:
-            link = PBLink(b"")
-            for lnum, lwire, lvalue in _fields(value):
-                if lnum == 1 and lwire == 2:
-                    link.hash = bytes(lvalue)
-                elif lnum == 2 and lwire == 2:
-                    try:
-                        link.name = bytes(lvalue).decode("utf-8")
-                    except UnicodeDecodeError:
-                        raise MalformedNode("link name is not UTF-8") from None
-                elif lnum == 3 and lwire == 0:
-                    link.tsize = lvalue
-                else:
-                    raise MalformedNode(f"unexpected field {lnum} in PBLink")
-            if not link.hash:
-                raise MalformedNode("PBLink without Hash")
-            node.links.append(link)
+            if node.data is not None:
+                raise MalformedNode("PBNode has a Link after its Data: dag-pb requires all Links before Data")
+            node.links.append(_decode_link(value))
         elif num == 1 and wire == 2:
+            if node.data is not None:
+                raise MalformedNode("PBNode has more than one Data field")
             node.data = bytes(value)
         else:
-            raise MalformedNode(f"unexpected field {num} in PBNode")
+            raise MalformedNode(f"unexpected field {num} (wire type {wire}) in PBNode: dag-pb allows only "
+                                "Links (2, bytes) and Data (1, bytes)")
     return node
 
 

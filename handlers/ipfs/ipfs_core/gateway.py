@@ -28,7 +28,8 @@ _EXTRA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"
                 ".mp4": "video/mp4", ".webm": "video/webm", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
                 ".wav": "audio/wav", ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf",
                 ".otf": "font/otf", ".xml": "application/xml", ".csv": "text/csv", ".zip": "application/zip",
-                ".gz": "application/gzip", ".tar": "application/x-tar", ".car": "application/vnd.ipld.car",".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
+                ".gz": "application/gzip", ".tar": "application/x-tar", ".car": "application/vnd.ipld.car",
+                ".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
                 ".wasm": "application/wasm", ".json": "application/json", ".txt": "text/plain; charset=utf-8",
                 ".html": "text/html; charset=utf-8", ".htm": "text/html; charset=utf-8", ".md": "text/markdown"}
 

@@ -59,7 +59,13 @@ class UnixFS:
             raise MalformedNode(f"dag-pb node {cid} has no UnixFS Data")
         u = decode_unixfs(node.data)
         if u.type in (FILE, RAW):
-            size = u.filesize if u.filesize is not None else len(u.data or b"") + sum(u.blocksizes)
+            if len(u.blocksizes) != len(node.links):
+                raise MalformedNode(f"file node {v1_base32(cid)} has {len(node.links)} links but "
+                                    f"{len(u.blocksizes)} blocksizes (UnixFS needs one per link)")
+            size = len(u.data or b"") + sum(u.blocksizes)
+            if u.filesize is not None and u.filesize != size:
+                raise MalformedNode(f"file node {v1_base32(cid)} says filesize {u.filesize} but its data and "
+                                    f"blocksizes add up to {size}: refusing to serve bytes that can't be right")
             return Entry(cid, "file", size, node, u)
         if u.type in (DIRECTORY, HAMT_SHARD):
             return Entry(cid, "directory", sum(link.tsize or 0 for link in node.links), node, u)
@@ -84,13 +90,13 @@ class UnixFS:
         return entry, trail
 
     def lookup(self, directory: Entry, name: str) -> CID | None:
-        assert directory.node is not None and directory.unixfs is not None
-        if directory.unixfs.type == DIRECTORY:
-            for link in directory.node.links:
+        node, u = _directory_parts(directory)
+        if u.type == DIRECTORY:
+            for link in node.links:
                 if link.name == name:
                     return decode_link(link.hash)
             return None
-        return self._hamt_lookup(directory.node, directory.unixfs, name, hamt_hash(name), 0)
+        return self._hamt_lookup(node, u, name, hamt_hash(name), 0)
 
     def _hamt_lookup(self, node: PBNode, u: UnixFSData, name: str, digest: bytes, depth: int) -> CID | None:
         if u.hash_type != MURMUR3_X64_64 or not u.fanout or u.fanout & (u.fanout - 1):
@@ -116,11 +122,11 @@ class UnixFS:
         return None
 
     def list(self, directory: Entry) -> list[DirItem]:
-        assert directory.node is not None and directory.unixfs is not None
-        if directory.unixfs.type == DIRECTORY:
-            return [DirItem(link.name or "", decode_link(link.hash), link.tsize) for link in directory.node.links]
+        node, u = _directory_parts(directory)
+        if u.type == DIRECTORY:
+            return [DirItem(link.name or "", decode_link(link.hash), link.tsize) for link in node.links]
         items: list[DirItem] = []
-        self._hamt_list(directory.node, directory.unixfs, items)
+        self._hamt_list(node, u, items)
         return sorted(items, key=lambda i: i.name)
 
     def _hamt_list(self, node: PBNode, u: UnixFSData, out: list[DirItem]) -> None:
@@ -145,7 +151,9 @@ class UnixFS:
         if entry.data is not None:  # raw leaf
             yield entry.data if start == 0 and end >= len(entry.data) else entry.data[start:end]
             return
-        assert entry.node is not None and entry.unixfs is not None
+        if entry.node is None or entry.unixfs is None or entry.kind != "file":
+            raise MalformedNode(f"{v1_base32(entry.cid)} is a {entry.kind}, not file data: its parent file node is "
+                                "malformed")
         inline = entry.unixfs.data or b""
         offset = 0
         if inline:
@@ -153,9 +161,7 @@ class UnixFS:
                 yield inline[start:min(end, len(inline))]
             offset = len(inline)
         links = entry.node.links
-        sizes = entry.unixfs.blocksizes
-        if len(sizes) != len(links):
-            raise MalformedNode(f"file node {entry.cid} has {len(links)} links but {len(sizes)} blocksizes")
+        sizes = entry.unixfs.blocksizes  # as many as links: checked in load()
         for link, size in zip(links, sizes, strict=True):
             lo, hi = offset, offset + size
             offset = hi
@@ -164,6 +170,10 @@ class UnixFS:
             if lo >= end:
                 break
             child = self.load(decode_link(link.hash))
+            if child.size != size:
+                # Never send wrong bytes: a child of another size would shift every byte after it.
+                raise MalformedNode(f"file node {v1_base32(entry.cid)} says its child {v1_base32(child.cid)} holds "
+                                    f"{size} bytes, but it holds {child.size}")
             yield from self._read(child, max(0, start - lo), min(size, end - lo))
 
     def walk(self, root: CID) -> Iterator[tuple[CID, bytes]]:
@@ -182,6 +192,13 @@ class UnixFS:
                 stack.extend(decode_link(link.hash) for link in reversed(decode_node(data).links))
 
 
+def _directory_parts(entry: Entry) -> tuple[PBNode, UnixFSData]:
+    if entry.kind != "directory" or entry.node is None or entry.unixfs is None:
+        raise MalformedNode(f"{v1_base32(entry.cid)} is a {entry.kind}, not a directory")
+    return entry.node, entry.unixfs
+
+
 def symlink_target(entry: Entry) -> str:
-    assert entry.unixfs is not None
+    if entry.kind != "symlink" or entry.unixfs is None:
+        raise MalformedNode(f"{v1_base32(entry.cid)} is a {entry.kind}, not a symlink")
     return (entry.unixfs.data or b"").decode("utf-8", "replace")
