@@ -57,6 +57,8 @@ class FrameType(IntEnum):
     CALL = 10       # w->p  JSON capability call
     RESULT = 11     # p->w  JSON capability result
     SHUTDOWN = 12   # p->w  finish and exit
+    PING = 13       # p->w  are you responsive? (after a timeout)
+    PONG = 14       # w->p  answered from the worker's event loop
 
 
 class ProtocolViolation(Exception):

@@ -86,6 +86,7 @@ class Session:
                              allow_private_networks=self.config.allow_private_networks)
         self.workers = WorkerManager(registry, self.config, on_call=self._on_call, data_dir=self.broker.data_dir)
         self._unsubscribe = registry.subscribe(self._on_registry_event)
+        self._watchdogs: set[asyncio.Task[bool]] = set()
         self._started = False
 
     @property
@@ -258,6 +259,7 @@ class Session:
             status, rheaders = await head
         except TimeoutError:
             stream.abort()
+            self._watch(stream.worker)
             err = HandlerTimeout(f"handler {entry.handler.uriHandlerScript} of {ext.id} did not answer "
                                  f"{method} {url} within {timeout:g}s", extension=ext.id)
             return self._error_response(url, err)
@@ -269,6 +271,12 @@ class Session:
         finally:
             timer.cancel()
         return status, rheaders, stream
+
+    def _watch(self, worker: WorkerProcess) -> None:
+        """After a timeout, make sure the worker's event loop still answers; a blocked one is replaced."""
+        task = asyncio.ensure_future(worker.ensure_responsive(self.config.liveness_timeout))
+        self._watchdogs.add(task)
+        task.add_done_callback(self._watchdogs.discard)
 
     def _error_response(self, url: URL, err: HandlerError) -> FetchResponse:
         return FetchResponse(url=url, status=err.status, headers=[("Content-Type", "text/plain; charset=utf-8")],

@@ -251,3 +251,23 @@ async def test_bad_input_errors(session):
         await session.fetch("web+a://")
     with pytest.raises(ValueError, match="mode must be one of"):
         await session.fetch("web+a://h/", mode="bogus")  # type: ignore[arg-type]
+
+
+async def test_a_handler_in_a_busy_loop_gets_its_worker_replaced_after_the_timeout(tmp_path):
+    reg = protoreg.Registry()
+    reg.install(bundle(tmp_path, "spin", "web+spin", """
+        import os
+        from protoreg import Response
+        async def handleRequest(request):
+            if request.url.path == "/spin":
+                while True:
+                    pass
+            return Response(str(os.getpid()))
+    """))
+    async with protoreg.Session(reg, request_timeout=0.5, liveness_timeout=0.5) as s:
+        first = int(await (await s.fetch("web+spin://h/pid")).text())
+        stuck = await s.fetch("web+spin://h/spin")
+        assert stuck.status == 504
+        await asyncio.sleep(1.5)  # the watchdog's ping goes unanswered and the worker is killed
+        after = await s.fetch("web+spin://h/pid")
+        assert after.status == 200 and int(await after.text()) != first

@@ -15,6 +15,9 @@ class WorkerConfig:
     idle_timeout: float | None = 60.0
     #: Seconds to wait for a handler's response head, and between two body chunks, before answering 504.
     request_timeout: float = 30.0
+    #: After a request times out, the worker must answer a ping within this many seconds or it is killed and
+    #: replaced (a handler in a busy loop would otherwise block its extension until RLIMIT_CPU).
+    liveness_timeout: float = 2.0
     #: Workers per extension; more than one helps CPU-heavy handlers.
     pool_size: int = 1
     #: Concurrent requests a worker takes before the pool starts another (when pool_size > 1).

@@ -77,6 +77,7 @@ class WorkerProcess:
         self._hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._tasks: list[asyncio.Task[None]] = []
         self._calls: set[asyncio.Task[None]] = set()
+        self._pongs: dict[bytes, asyncio.Future[None]] = {}
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         #: Runs a capability call (set by the host): (worker, stream or None, message) -> JSON-able value.
         self.on_call: Callable[[WorkerProcess, WorkerStream | None, dict[str, Any]], Awaitable[Any]] | None = None
@@ -176,6 +177,27 @@ class WorkerProcess:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def ensure_responsive(self, within: float) -> bool:
+        """Ping the worker's event loop; kill the worker if it doesn't answer ``within`` seconds (a handler stuck
+        in a busy loop blocks every request of its extension). Returns whether it answered."""
+        if not self.alive:
+            return False
+        token = os.urandom(8)
+        waiter = asyncio.get_running_loop().create_future()
+        self._pongs[token] = waiter
+        try:
+            self.channel.send(FrameType.PING, 0, token)
+            await asyncio.wait_for(waiter, within)
+            return True
+        except (TimeoutError, ConnectionError):
+            self.violation = (f"stopped answering (its event loop was blocked for more than {within:g}s, e.g. by a "
+                              "handler in a busy loop) and was killed")
+            self.logger.error("worker for %s (pid %s) %s", self.label, self.pid, self.violation)
+            self.kill()
+            return False
+        finally:
+            self._pongs.pop(token, None)
 
     def kill(self) -> None:
         if self.proc.returncode is None:
@@ -334,6 +356,11 @@ class WorkerProcess:
         if sid == 0:
             if ftype == FrameType.HELLO and not self._hello.done():
                 self._hello.set_result(decode_json(payload))
+                return
+            if ftype == FrameType.PONG:
+                waiter = self._pongs.pop(payload, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
                 return
             raise ProtocolViolation(f"unexpected frame type {ftype} on the control stream")
         st = self._streams.get(sid)

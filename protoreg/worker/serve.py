@@ -110,6 +110,9 @@ class WorkerServer:
                     err = msg.get("error") or {}
                     cls = PermissionDenied if err.get("type") == "PermissionDenied" else RuntimeError
                     fut.set_exception(cls(str(err.get("message", "capability call failed"))))
+        elif ftype == FrameType.PING:
+            assert self.channel is not None
+            self.channel.send(FrameType.PONG, 0, payload)
         elif ftype == FrameType.SHUTDOWN:
             if not self.done.done():
                 self.done.set_result(None)
