@@ -1,16 +1,18 @@
 """HTTP semantics of an IPFS path/subdomain gateway (ipfs specs http-gateways), framework-independent.
 
 Multi-range requests are answered with the first range only (a 206 for it), as several gateways do; multipart
-byteranges are not produced.
+byteranges are not produced. A generated directory listing is not immutable (its HTML is this code's, not the
+DAG's): it gets ``ETag: "DirIndex-<version>_CID-<dir cid>"`` and no Cache-Control, as kubo does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html import escape
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from ipfs_core import BlockNotFound, InvalidCID, IpfsError
 from ipfs_core.blocks import BlockStore
@@ -20,6 +22,8 @@ from ipfs_core.unixfs import Entry, UnixFS, symlink_target
 
 IMMUTABLE = "public, max-age=29030400, immutable"
 LISTING_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+# Changes whenever the listing's HTML changes, so cached listings are revalidated.
+_LISTING_VERSION = hashlib.sha256(b"protoreg listing v2: name, size, cid").hexdigest()[:12]
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _FORMATS = {"raw": "application/vnd.ipld.raw", "car": "application/vnd.ipld.car"}
 # Our own table: the mimetypes module reads /etc/mime.types on first use, which the sandbox rightly denies.
@@ -66,6 +70,14 @@ def _content_type(fs: UnixFS, entry: Entry, name: str) -> str:
     return _EXTRA_TYPES.get(suffix) or _sniff(b"".join(fs.read(entry, 0, 512)))
 
 
+def _not_modified(if_none_match: str | None, etags: tuple[str, ...]) -> bool:
+    """RFC 9110 If-None-Match: "*" or any listed tag matching one of ours by weak comparison (W/ ignored)."""
+    if not if_none_match:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or any(t in etags for t in tags)
+
+
 def _parse_range(value: str, size: int) -> tuple[int, int] | str | None:
     """(start, end_exclusive), None to ignore the header, or "unsatisfiable"."""
     first = value.split(",", 1)[0].strip()  # multi-range: the first range only
@@ -100,8 +112,19 @@ def _listing(fs: UnixFS, entry: Entry, url_path: str, ipfs_path: str) -> bytes:
 
 def respond(store: BlockStore, method: str, host: str, path: str, query: dict[str, str],
             headers: dict[str, str]) -> GatewayResponse:
-    """Answer ``method ipfs://host/path?query`` with the gateway's semantics. ``headers`` keys are lowercase."""
-    fs = UnixFS(store)
+    """Answer ``method ipfs://host/path?query`` with the gateway's semantics. ``headers`` keys are lowercase.
+
+    Errors found before the body starts (a bad CID, a missing or corrupt block, a malformed node) become error
+    responses; a block found missing or corrupt while the body streams raises from the body iterator, so the HTTP
+    layer aborts the stream rather than sending wrong bytes."""
+    try:
+        return _respond(UnixFS(store), store, method, host, path, query, headers)
+    except IpfsError as exc:
+        return _error(exc.status, str(exc))
+
+
+def _respond(fs: UnixFS, store: BlockStore, method: str, host: str, path: str, query: dict[str, str],
+             headers: dict[str, str]) -> GatewayResponse:
     try:
         root = parse_cid(host)
     except InvalidCID as exc:
@@ -131,25 +154,26 @@ def respond(store: BlockStore, method: str, host: str, path: str, query: dict[st
     if fmt is not None:
         etag = f'"{etag_base}.{fmt}"'
         common += [("ETag", etag), ("X-Content-Type-Options", "nosniff"), ("Vary", "Accept")]
-        if headers.get("if-none-match") == etag:
+        if _not_modified(headers.get("if-none-match"), (etag,)):
             return GatewayResponse(304, common)
+        disposition = ("Content-Disposition", f'attachment; filename="{etag_base}.{"bin" if fmt == "raw" else fmt}"')
         if fmt == "raw":
             data = store.get(entry.cid)
-            return GatewayResponse(200, [*common, ("Content-Type", _FORMATS["raw"]),
+            return GatewayResponse(200, [*common, ("Content-Type", _FORMATS["raw"]), disposition,
                                          ("Content-Length", str(len(data)))], b"" if method == "HEAD" else data)
         body = write_car([entry.cid], fs.walk(entry.cid))
-        return GatewayResponse(200, [*common, ("Content-Type", _FORMATS["car"] + "; version=1")],
+        return GatewayResponse(200, [*common, ("Content-Type", _FORMATS["car"] + "; version=1"), disposition],
                                iter(()) if method == "HEAD" else body)
     etag = f'"{etag_base}"'
-    common.append(("ETag", etag))
-    if headers.get("if-none-match") in (etag, "*"):
-        return GatewayResponse(304, common)
     if entry.kind == "directory":
         if not path.endswith("/"):
-            return GatewayResponse(301, [("Location", (path or "") + "/" + (
-                "?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else ""))])
+            return GatewayResponse(301, [("Location", (path or "") + "/" + ("?" + urlencode(query) if query else ""))])
         index = fs.lookup(entry, "index.html")
         if index is None:
+            listing_etag = f'"DirIndex-{_LISTING_VERSION}_CID-{etag_base}"'
+            common = [*common[:2], ("ETag", listing_etag)]  # generated HTML: not immutable
+            if _not_modified(headers.get("if-none-match"), (listing_etag, etag)):
+                return GatewayResponse(304, common)
             page = _listing(fs, entry, path, ipfs_path)
             return GatewayResponse(200, [*common, ("Content-Type", "text/html; charset=utf-8"),
                                          ("Content-Security-Policy", LISTING_CSP),
@@ -157,6 +181,9 @@ def respond(store: BlockStore, method: str, host: str, path: str, query: dict[st
         entry, name = fs.load(index), "index.html"
     else:
         name = path.rsplit("/", 1)[-1]
+    common.append(("ETag", etag))
+    if _not_modified(headers.get("if-none-match"), (etag,)):
+        return GatewayResponse(304, common)
     if entry.kind == "symlink":
         target = symlink_target(entry).encode()
         return GatewayResponse(200, [*common, ("Content-Type", "text/plain; charset=utf-8"),
