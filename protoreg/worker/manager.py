@@ -35,6 +35,9 @@ class WorkerManager:
         self.data_dir = data_dir or (lambda ext: None)
         self._pools: dict[str, ExtensionPool] = {}
         self._spare: asyncio.Task[WorkerProcess] | None = None
+        #: Every worker process not yet reaped, whatever its state: close() stops them all, so no race between a
+        #: starting worker and shutdown can leave a process (or its pipes) behind.
+        self._processes: set[WorkerProcess] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._unsubscribe: Any = None
         self._closed = False
@@ -55,9 +58,18 @@ class WorkerManager:
                 asyncio.get_running_loop().create_task(pool.close())
 
     # -- starting workers -------------------------------------------------------------------------------------
+    async def _spawn(self) -> WorkerProcess:
+        worker = await WorkerProcess.spawn(self.config)
+        self._processes.add(worker)
+        worker.exited.add_done_callback(lambda _f: self._processes.discard(worker))
+        if self._closed:
+            await worker.stop()
+            raise WorkerCrashed("the session closed while a worker was starting")
+        return worker
+
     def _replenish_spare(self) -> None:
         if not self._closed and (self._spare is None or self._spare.done()):
-            self._spare = asyncio.ensure_future(WorkerProcess.spawn(self.config))
+            self._spare = asyncio.ensure_future(self._spawn())
 
     async def _take_spare(self) -> WorkerProcess:
         spare, self._spare = self._spare, None
@@ -66,7 +78,7 @@ class WorkerManager:
             with contextlib.suppress(Exception):
                 worker = await spare
         if worker is None or not worker.alive:
-            worker = await WorkerProcess.spawn(self.config)
+            worker = await self._spawn()
         if self.config.prestart:
             self._replenish_spare()
         return worker
@@ -143,5 +155,5 @@ class WorkerManager:
         if self._spare is not None:
             spare, self._spare = self._spare, None
             with contextlib.suppress(Exception):
-                worker = await spare
-                await worker.stop()
+                await spare
+        await asyncio.gather(*(w.stop() for w in list(self._processes)), return_exceptions=True)
