@@ -1,8 +1,16 @@
 """Build UnixFS like ``ipfs add`` with kubo's defaults: CIDv1, raw leaves, 256 KiB fixed-size chunks, a balanced
-DAG of at most 174 links per node, sha2-256; directories as plain dag-pb directories with links sorted by name."""
+DAG of at most 174 links per node, sha2-256; directories as plain dag-pb directories with links sorted by name,
+symlinks as UnixFS Symlink nodes, hidden files skipped (kubo's defaults).
+
+Not reproduced: kubo's automatic HAMT sharding of directories whose node would exceed 256 KiB (roughly 3,000+
+entries); such directories are built as one plain dag-pb node, which readers accept but whose CID differs from
+kubo's."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +18,9 @@ from typing import BinaryIO
 
 from multiformats import CID
 
+from ipfs_core.car import encode_header
 from ipfs_core.cids import dagpb_cid, raw_cid
-from ipfs_core.dagpb import DIRECTORY, FILE, PBLink, PBNode, UnixFSData, encode_node, encode_unixfs
+from ipfs_core.dagpb import DIRECTORY, FILE, SYMLINK, PBLink, PBNode, UnixFSData, encode_node, encode_unixfs, varint
 
 CHUNK = 256 * 1024
 MAX_LINKS = 174
@@ -34,10 +43,24 @@ def _file_node(children: list[Built], emit: Emit) -> Built:
     return Built(cid, u.filesize or 0, len(node) + sum(c.tsize for c in children))
 
 
+def _read_chunk(f: BinaryIO, n: int) -> bytes:
+    """Exactly n bytes unless the stream ends: pipes return short reads, which must not change the chunking."""
+    data = f.read(n)
+    while 0 < len(data) < n:
+        more = f.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
 def add_file(f: BinaryIO, emit: Emit, *, chunk: int = CHUNK, max_links: int = MAX_LINKS) -> Built:
+    """Chunk ``f`` into raw leaves and build the balanced DAG over them (a single chunk is the file's CID)."""
+    if chunk < 1 or max_links < 2:
+        raise ValueError(f"chunk ({chunk}) must be at least 1 byte and max_links ({max_links}) at least 2")
     leaves: list[Built] = []
     while True:
-        data = f.read(chunk)
+        data = _read_chunk(f, chunk)
         if not data and leaves:
             break
         cid = raw_cid(data)
@@ -55,6 +78,11 @@ def add_file(f: BinaryIO, emit: Emit, *, chunk: int = CHUNK, max_links: int = MA
 
 def add_path(path: str | Path, emit: Emit, *, chunk: int = CHUNK, max_links: int = MAX_LINKS) -> Built:
     p = Path(path)
+    if p.is_symlink():
+        node = encode_node(PBNode([], encode_unixfs(UnixFSData(SYMLINK, os.fsencode(os.readlink(p))))))
+        cid = dagpb_cid(node)
+        emit(cid, node)
+        return Built(cid, 0, len(node))
     if p.is_file():
         with p.open("rb") as f:
             return add_file(f, emit, chunk=chunk, max_links=max_links)
@@ -80,3 +108,19 @@ def add_to_blocks(path: str | Path, **kw: int) -> tuple[Built, list[tuple[CID, b
 
 def iter_blocks(path: str | Path) -> Iterator[tuple[CID, bytes]]:
     yield from add_to_blocks(path)[1]
+
+
+def add_to_car(path: str | Path, out: BinaryIO, **kw: int) -> Built:
+    """``ipfs add`` ``path`` and write the result as a CARv1 (root first in the header) to ``out``. Blocks are
+    spooled to a temporary file, not held in memory, because the root CID is known only at the end."""
+    with tempfile.TemporaryFile() as spool:
+        def emit(cid: CID, data: bytes) -> None:
+            raw = bytes(cid)
+            spool.write(varint(len(raw) + len(data)) + raw + data)
+
+        built = add_path(path, emit, **kw)
+        header = encode_header([built.cid])
+        out.write(varint(len(header)) + header)
+        spool.seek(0)
+        shutil.copyfileobj(spool, out, 1 << 20)
+    return built

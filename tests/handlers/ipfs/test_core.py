@@ -99,7 +99,8 @@ def test_carv2_is_read(store, tmp_path):
     assert report.blocks == 9
 
 
-@pytest.mark.parametrize("size", [0, 1, 256 * 1024, 256 * 1024 + 1, 3 * 1024 * 1024, 20 * 1024 * 1024])
+@pytest.mark.parametrize("size", [0, 1, 256 * 1024, 256 * 1024 + 1, 3 * 1024 * 1024,
+                                  pytest.param(20 * 1024 * 1024, marks=pytest.mark.slow)])  # < 1 s: kept by default
 def test_add_then_import_then_read_round_trips(store, size):
     data = os.urandom(size)
     collected = []
