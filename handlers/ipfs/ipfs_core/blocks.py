@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -11,7 +12,9 @@ from pathlib import Path
 from multiformats import CID
 
 from ipfs_core import BlockNotFound
-from ipfs_core.cids import _hash_info, is_identity, v1_base32, verify
+from ipfs_core.cids import _hash_info, digest_matches, is_identity, v1_base32, verify
+
+log = logging.getLogger(__name__)
 
 
 class BlockStore:
@@ -33,7 +36,12 @@ class BlockStore:
             return False
         path = self._path(cid)
         if path.exists():
-            return False
+            try:
+                if digest_matches(cid, path.read_bytes()):
+                    return False
+            except OSError:
+                pass
+            log.warning("block %s in the store was corrupt; replacing it with the verified copy", v1_base32(cid))
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
