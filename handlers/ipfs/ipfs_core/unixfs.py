@@ -99,6 +99,8 @@ class UnixFS:
         return self._hamt_lookup(node, u, name, hamt_hash(name), 0)
 
     def _hamt_lookup(self, node: PBNode, u: UnixFSData, name: str, digest: bytes, depth: int) -> CID | None:
+        if u.type != HAMT_SHARD:
+            raise MalformedNode(f"a HAMT link at depth {depth} points to UnixFS type {u.type}, not a HAMTShard")
         if u.hash_type != MURMUR3_X64_64 or not u.fanout or u.fanout & (u.fanout - 1):
             raise MalformedNode(f"HAMT shard with hash type {u.hash_type} and fanout {u.fanout} is not supported")
         bits = u.fanout.bit_length() - 1
