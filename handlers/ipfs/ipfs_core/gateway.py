@@ -8,16 +8,19 @@ DAG's): it gets ``ETag: "DirIndex-<version>_CID-<dir cid>"`` and no Cache-Contro
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html import escape
 from urllib.parse import quote, urlencode
 
+from multiformats import CID
+
 from ipfs_core import BlockNotFound, InvalidCID, IpfsError
 from ipfs_core.blocks import BlockStore
 from ipfs_core.car import write_car
-from ipfs_core.cids import parse_cid, v1_base32
+from ipfs_core.cids import is_identity, parse_cid, v1_base32
 from ipfs_core.unixfs import Entry, UnixFS, symlink_target
 
 IMMUTABLE = "public, max-age=29030400, immutable"
@@ -110,6 +113,18 @@ def _listing(fs: UnixFS, entry: Entry, url_path: str, ipfs_path: str) -> bytes:
             + "".join(rows) + "</table>").encode()
 
 
+def _car_blocks(fs: UnixFS, trail: list[CID]) -> Iterator[tuple[CID, bytes]]:
+    """Per the trustless gateway spec: the blocks that verify the path from the root, then the whole DAG under the
+    path's end, depth-first, each block once, identity CIDs left out (their bytes are in the CID)."""
+    seen: set[bytes] = set()
+    path_blocks = ((cid, fs.store.get(cid)) for cid in trail[:-1])
+    for cid, data in itertools.chain(path_blocks, fs.walk(trail[-1])):
+        key = bytes(cid.digest)
+        if key not in seen and not is_identity(cid):
+            seen.add(key)
+            yield cid, data
+
+
 def respond(store: BlockStore, method: str, host: str, path: str, query: dict[str, str],
             headers: dict[str, str]) -> GatewayResponse:
     """Answer ``method ipfs://host/path?query`` with the gateway's semantics. ``headers`` keys are lowercase.
@@ -141,6 +156,8 @@ def _respond(fs: UnixFS, store: BlockStore, method: str, host: str, path: str, q
         if fmt is None and wanted and all(t.startswith("application/vnd.ipld.") for t in wanted):
             return _error(406, f"none of the requested formats ({accept}) is supported; use "
                                "application/vnd.ipld.raw or application/vnd.ipld.car")
+    if "only-if-cached" in headers.get("cache-control", "") and not store.has(root):
+        return _error(412, f"{v1_base32(root)} is not in the local block store and the request said only-if-cached")
     try:
         entry, trail = fs.resolve(root, path)
     except BlockNotFound as exc:
@@ -161,9 +178,9 @@ def _respond(fs: UnixFS, store: BlockStore, method: str, host: str, path: str, q
             data = store.get(entry.cid)
             return GatewayResponse(200, [*common, ("Content-Type", _FORMATS["raw"]), disposition,
                                          ("Content-Length", str(len(data)))], b"" if method == "HEAD" else data)
-        body = write_car([entry.cid], fs.walk(entry.cid))
-        return GatewayResponse(200, [*common, ("Content-Type", _FORMATS["car"] + "; version=1"), disposition],
-                               iter(()) if method == "HEAD" else body)
+        body = write_car([root], _car_blocks(fs, trail))
+        return GatewayResponse(200, [*common, ("Content-Type", _FORMATS["car"] + "; version=1; order=dfs; dups=n"),
+                                     disposition], iter(()) if method == "HEAD" else body)
     etag = f'"{etag_base}"'
     if entry.kind == "directory":
         if not path.endswith("/"):

@@ -182,7 +182,8 @@ def test_accept_or_format_naming_something_unsupported_is_406_or_400(gw):
 
 def test_car_format_exports_the_dag_and_re_imports_to_the_same_blocks(gw, tmp_path):
     status, h, body = gw(f"ipfs://{DIR}/?format=car")
-    assert status == 200 and h["Content-Type"] == "application/vnd.ipld.car; version=1"
+    assert status == 200 and h["Content-Type"] == "application/vnd.ipld.car; version=1; order=dfs; dups=n"
+    assert h["Content-Disposition"] == f'attachment; filename="{DIR}.car"'
     other = core.blocks.BlockStore(tmp_path / "other")
     report = core.car.import_car(io.BytesIO(body), other)
     assert [core.cids.v1_base32(r) for r in report.roots] == [DIR] and report.blocks == 9
@@ -216,3 +217,32 @@ def test_a_block_missing_before_the_body_starts_is_an_error_response(own, tmp_pa
     gw.store._path(blocks[0][0]).unlink()  # the first chunk, needed for content sniffing
     status, _, body = gw(f"ipfs://{core.cids.v1_base32(built.cid)}/noextension")
     assert status == 404 and b"not in the local block store" in body
+
+
+def test_a_car_for_a_path_carries_the_blocks_that_verify_the_path_from_the_root(gw, tmp_path):
+    root = "bafybeig6ka5mlwkl4subqhaiatalkcleo4jgnr3hqwvpmsqfca27cijp3i"
+    status, _, body = gw(f"ipfs://{root}/%C4%85/%C4%99/file-%C5%BA%C5%82.txt?format=car")
+    other = core.blocks.BlockStore(tmp_path / "verify")
+    report = core.car.import_car(io.BytesIO(body), other)
+    assert status == 200 and [core.cids.v1_base32(r) for r in report.roots] == [root] and report.blocks == 4
+    entry, _ = core.unixfs.UnixFS(other).resolve(CID.decode(root), "ą/ę/file-źł.txt")  # verifiable offline
+    assert entry.kind == "file"
+
+
+def test_identity_blocks_are_left_out_of_car_responses(own):
+    from multiformats import multihash
+
+    inline = CID("base32", 1, "raw", multihash.digest(b"tiny", "identity"))
+    node = core.dagpb.encode_node(core.dagpb.PBNode(
+        [core.dagpb.PBLink(bytes(inline), "tiny.txt", 4)], core.dagpb.encode_unixfs(core.dagpb.UnixFSData(1))))
+    cid = core.cids.dagpb_cid(node)
+    own.store.put(cid, node)
+    assert own(f"ipfs://{core.cids.v1_base32(cid)}/tiny.txt")[::2] == (200, b"tiny")
+    body = own(f"ipfs://{core.cids.v1_base32(cid)}/?format=car")[2]
+    assert [c for c, _, _ in core.car.CarReader.open(io.BytesIO(body)).blocks()] == [cid]
+
+
+def test_only_if_cached_is_412_when_the_root_block_is_absent(gw):
+    absent = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+    assert gw(f"ipfs://{absent}/", cache_control="only-if-cached")[0] == 412
+    assert gw(f"ipfs://{DIR}/hello.txt", cache_control="only-if-cached")[0] == 200
