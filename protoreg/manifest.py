@@ -1,42 +1,142 @@
 """``manifest.json``: pydantic models, bundle checks, and one ManifestError listing every problem.
 
-See docs/manifest.md for every key, its rules and its errors.
+Every rule lives in a validator of the models below, so one ``model_validate`` call collects every problem; the
+file-system checks (missing files, symlinks out of the bundle) run inside the same validators when the bundle
+directory is passed in the validation context. See docs/manifest.md for every key, its rules and its errors.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import re
 from pathlib import Path, PurePosixPath
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from protoreg.errors import ManifestError, ManifestProblem
 from protoreg.schemes import check_scheme
 
-__all__ = ["KNOWN_PERMISSIONS", "Manifest", "ProtocolHandler", "load_manifest", "manifest_json_schema"]
+__all__ = ["KNOWN_PERMISSIONS", "MAX_MANIFEST_BYTES", "Manifest", "ProtocolHandler", "is_match_pattern",
+           "load_manifest", "manifest_json_schema", "match_pattern_problem"]
 
 log = logging.getLogger("protoreg.manifest")
 
 #: The API permissions protoreg can grant (WebExtension-style names).
 KNOWN_PERMISSIONS: Final = frozenset({"storage"})
+#: A manifest.json larger than this is refused before it is parsed.
+MAX_MANIFEST_BYTES: Final = 1024 * 1024
+_HANDLER_KEYS: Final = ("protocol", "name", "uriTemplate", "uriHandlerScript", "uriIcon", "uriIsTrustworthy")
 _VERSION: Final = re.compile(r"^(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})){0,3}$")
-_MATCH: Final = re.compile(r"^(\*|https?|wss?|ftp|[a-z][a-z0-9+.\-]*)://(\*|\*\.[^/*:]+|[^/*:]+)(:[0-9]+)?(/.*)$")
-_HINT: Final = " Fix: "
+# Firefox's add-on id rule: an email-like id or a {GUID}.
+_ID: Final = re.compile(r"^(\{[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}"
+                        r"|[A-Za-z0-9\-._]*@[A-Za-z0-9\-._]+)$")
+_PATTERN_SCHEME: Final = re.compile(r"^(\*|[a-z][a-z0-9+.\-]*)$")
+_PATTERN_HOST: Final = re.compile(r"^(\*|(\*\.)?[A-Za-z0-9\-_~]+(\.[A-Za-z0-9\-_~]+)*\.?)(:[0-9]{1,5})?$")
+_HTTPS_TEMPLATE: Final = re.compile(r"^https://[^/?#\\%@\s]+(?:[/?#]|$)", re.IGNORECASE)
+_SCHEME_PREFIX: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 
 
-def _fail(message: str, hint: str) -> ValueError:
-    return ValueError(f"{message}{_HINT}{hint}")
+def _fail(message: str, hint: str) -> PydanticCustomError:
+    """A validation error that keeps its fix hint apart from the message."""
+    return PydanticCustomError("manifest", "{message}", {"message": message, "hint": hint})
+
+
+# -- match patterns ---------------------------------------------------------------------------------------------
+def match_pattern_problem(pattern: str) -> tuple[str, str] | None:
+    """None when ``pattern`` is a WebExtension match pattern, else ``(what is wrong, how to fix it)``."""
+    example = '"https://example.org/*" or "https://*.example.org/*"'
+    if pattern == "<all_urls>":
+        return None
+    scheme, sep, rest = pattern.partition("://")
+    if not sep:
+        return (f"{pattern!r} is not a match pattern: it has no '://'", f"use <scheme>://<host>/<path>, e.g. {example}")
+    if not _PATTERN_SCHEME.match(scheme):
+        return (f"{pattern!r} has an invalid scheme {scheme!r}", f"use *, https, http, wss, ws or ftp, e.g. {example}")
+    host, slash, _path = rest.partition("/")
+    if not slash:
+        return (f"{pattern!r} has no path", f'add a path such as "/*": "{pattern}/*"')
+    if not host:
+        return (f"{pattern!r} has no host", f'name a host, or "*" for any host: "{scheme}://*/{_path}"')
+    if not _PATTERN_HOST.match(host):
+        if "*" in host:
+            return (f"{pattern!r}: '*' may only be the whole host or its first label",
+                    f'use "{scheme}://*.{host.rsplit("*", 1)[-1].lstrip(".") or "example.org"}/{_path}"')
+        return (f"{pattern!r} has an invalid host {host!r}", f"use a host name such as example.org, e.g. {example}")
+    return None
 
 
 def is_match_pattern(pattern: str) -> bool:
-    return pattern == "<all_urls>" or bool(_MATCH.match(pattern))
+    return match_pattern_problem(pattern) is None
 
 
+def _host_pattern(value: str) -> str:
+    problem = match_pattern_problem(value)
+    if problem is not None:
+        raise _fail(*problem)
+    return value
+
+
+def _permission(value: str) -> str:
+    if value in KNOWN_PERMISSIONS or (("://" in value or value == "<all_urls>") and is_match_pattern(value)):
+        return value
+    if "://" in value:
+        return _host_pattern(value)
+    close = difflib.get_close_matches(value, sorted(KNOWN_PERMISSIONS), n=1)
+    hint = (f"did you mean {close[0]!r}? " if close else "") + (
+        f"protoreg grants {', '.join(sorted(KNOWN_PERMISSIONS))}; host match patterns go in host_permissions")
+    raise _fail(f"unknown permission {value!r}", hint)
+
+
+# -- bundle paths -----------------------------------------------------------------------------------------------
+def _bundle_path(value: str, info: ValidationInfo, what: str, *, python: bool) -> str:
+    """Check a bundle-relative POSIX path (and, given the bundle root in the context, the file it names)."""
+    name = PurePosixPath(value.replace("\\", "/")).name or ("handler.py" if python else "icon.svg")
+    hint = f"use a relative path inside the extension directory, such as protocol/{name}"
+    if not value.strip():
+        raise _fail(f"the {what} path is empty", hint)
+    pure = PurePosixPath(value)
+    if pure.is_absolute() or re.match(r"^[A-Za-z]:", value) or "\\" in value:
+        raise _fail(f"the {what} path must be a relative POSIX path (no leading '/', drive letter or '\\')", hint)
+    if ".." in pure.parts:
+        raise _fail(f"the {what} path must stay inside the extension directory (it contains '..')", hint)
+    if python and pure.suffix != ".py":
+        raise _fail(f"the {what} must be a Python file ending in .py", f"rename it to {pure.with_suffix('.py')}")
+    if python and any(p.startswith(".") or p == "__pycache__" for p in pure.parts):
+        raise _fail(f"the {what} is in a hidden or __pycache__ directory, which install does not read",
+                    f"move it to a visible directory, such as protocol/{pure.name}")
+    normalized = pure.as_posix()
+    root = (info.context or {}).get("root")
+    if root is None:
+        return normalized
+    full = Path(root) / normalized
+    if not full.exists() and not full.is_symlink():
+        raise _fail(f"the {what} file does not exist",
+                    f"create {normalized} in the extension directory or fix the path")
+    if not full.resolve().is_relative_to(Path(root).resolve()):
+        raise _fail(f"the {what} is a symlink pointing outside the extension directory",
+                    "copy the file into the extension directory instead of linking to it")
+    if not full.resolve().is_file():
+        raise _fail(f"the {what} path is not a regular file", f"point {what} at a file, not a directory")
+    return normalized
+
+
+# -- models -----------------------------------------------------------------------------------------------------
 class ProtocolHandler(BaseModel):
-    """One ``protocol_handlers`` entry."""
+    """One ``protocol_handlers`` entry. Unknown keys are errors (a typo here silently changes behaviour)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -65,11 +165,31 @@ class ProtocolHandler(BaseModel):
             return v
         if "%s" not in v:
             raise _fail("uriTemplate must contain %s (where the URL goes)", f'e.g. "{v.rstrip("/")}/%s"')
-        scheme = v.split(":", 1)[0].lower() if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:", v) else None
-        if scheme is not None and scheme != "https":
-            raise _fail(f"uriTemplate must be an https URL or a path inside the extension, not {scheme}:",
-                        "use https://... or a bundle-relative path such as pages/open.html?url=%s")
+        scheme = _SCHEME_PREFIX.match(v)
+        hint = "use https://host/path?url=%s or a bundle-relative path such as pages/open.html?url=%s"
+        if scheme is not None:
+            if scheme.group(1).lower() != "https":
+                raise _fail(f"uriTemplate must be an https URL or a path inside the extension, not "
+                            f"{scheme.group(1)}:", hint)
+            if not _HTTPS_TEMPLATE.match(v):
+                raise _fail("uriTemplate must name a host right after https:// (no %s, '@' or '%' in the host)", hint)
+            return v
+        path = re.split(r"[?#]", v, maxsplit=1)[0]
+        if v.startswith("//") or "\\" in path:
+            raise _fail("an extension-relative uriTemplate must be a path ('//host' and '\\' name other hosts)", hint)
+        if ".." in PurePosixPath(path).parts:
+            raise _fail("an extension-relative uriTemplate must stay inside the extension (it contains '..')", hint)
         return v
+
+    @field_validator("uriHandlerScript")
+    @classmethod
+    def _script(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else _bundle_path(v, info, "handler script", python=True)
+
+    @field_validator("uriIcon")
+    @classmethod
+    def _icon(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else _bundle_path(v, info, "icon", python=False)
 
     @model_validator(mode="after")
     def _script_or_template(self) -> ProtocolHandler:
@@ -80,19 +200,38 @@ class ProtocolHandler(BaseModel):
 
 
 class ContentSecurityPolicy(BaseModel):
+    """``content_security_policy``; MV3 keys other than protocol_pages (extension_pages, sandbox) are ignored."""
+
     model_config = ConfigDict(extra="allow", frozen=True)
 
     protocol_pages: str | None = Field(
         None, description="A CSP added to every response of this extension's schemes (it can only tighten).")
 
+    @field_validator("protocol_pages")
+    @classmethod
+    def _header_safe(cls, v: str | None) -> str | None:
+        if v is not None and (not v.isascii() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in v)):
+            raise _fail("protocol_pages must be printable ASCII: it is sent as a Content-Security-Policy header",
+                        "remove line breaks and non-ASCII characters (percent-encode URLs in source expressions)")
+        return v
+
 
 class Gecko(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
-    id: str | None = Field(None, min_length=1, max_length=255, description="The extension id.")
+
+    id: str | None = Field(None, max_length=255, description="The extension id: name@domain or a {GUID}.")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str | None) -> str | None:
+        if v is not None and not _ID.match(v):
+            raise _fail("the extension id must look like name@domain or be a {GUID}", 'e.g. "my-scheme@example.org"')
+        return v
 
 
 class BrowserSpecificSettings(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
+
     gecko: Gecko | None = None
 
 
@@ -101,15 +240,18 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    manifest_version: Literal[2, 3] = Field(3, description="2 or 3.")
-    name: str = Field(min_length=1, max_length=200)
+    manifest_version: Literal[2, 3] = Field(3, description="2 or 3 (default 3).")
+    name: str = Field(min_length=1, max_length=200, description="The extension's name.")
     version: str = Field(description="1 to 4 dot-separated integers, e.g. 1.0.0.")
-    browser_specific_settings: BrowserSpecificSettings | None = None
-    protocol_handlers: list[ProtocolHandler] = Field(min_length=1)
-    permissions: list[str] = Field(default_factory=list)
-    host_permissions: list[str] = Field(default_factory=list,
-                                        description="Match patterns of the hosts the handler may fetch.")
-    content_security_policy: ContentSecurityPolicy | None = None
+    browser_specific_settings: BrowserSpecificSettings | None = Field(
+        None, description="gecko.id is the extension id; without it the id is the name as a slug plus @local.")
+    protocol_handlers: list[ProtocolHandler] = Field(min_length=1, description="The schemes this extension handles.")
+    permissions: list[Annotated[str, AfterValidator(_permission)]] = Field(
+        default_factory=list, description='API permissions ("storage"); MV2-style host match patterns are accepted.')
+    host_permissions: list[Annotated[str, AfterValidator(_host_pattern)]] = Field(
+        default_factory=list, description="Match patterns of the hosts the handler may fetch.")
+    content_security_policy: ContentSecurityPolicy | None = Field(
+        None, description="protocol_pages: a CSP added to every response of this extension's schemes.")
 
     @field_validator("version")
     @classmethod
@@ -118,35 +260,12 @@ class Manifest(BaseModel):
             raise _fail("version must be 1 to 4 dot-separated integers without leading zeros", 'e.g. "1.0.0"')
         return v
 
-    @field_validator("permissions")
-    @classmethod
-    def _permissions(cls, v: list[str]) -> list[str]:
-        for p in v:
-            if p not in KNOWN_PERMISSIONS and not is_match_pattern(p):
-                raise _fail(f"unknown permission {p!r}",
-                            f"protoreg grants {', '.join(sorted(KNOWN_PERMISSIONS))}; put host match patterns in "
-                            "host_permissions")
-        return v
-
-    @field_validator("host_permissions")
-    @classmethod
-    def _hosts(cls, v: list[str]) -> list[str]:
-        for p in v:
-            if not is_match_pattern(p):
-                raise _fail(f"{p!r} is not a match pattern",
-                            'use <scheme>://<host>/<path>, e.g. "https://example.org/*" or "https://*.example.org/*"')
-        return v
-
-    @field_validator("protocol_handlers")
-    @classmethod
-    def _unique(cls, v: list[ProtocolHandler]) -> list[ProtocolHandler]:
-        seen: set[str] = set()
-        for h in v:
-            if h.protocol in seen:
-                raise _fail(f"the scheme {h.protocol!r} is declared twice in protocol_handlers",
-                            "keep one entry per scheme")
-            seen.add(h.protocol)
-        return v
+    @model_validator(mode="after")
+    def _unique(self, info: ValidationInfo) -> Manifest:
+        if not (info.context or {}).get("duplicates_checked"):
+            for path, message, hint, _value in _duplicate_schemes(self.model_dump()):
+                raise _fail(f"{path}: {message}", hint)
+        return self
 
     @property
     def id(self) -> str:
@@ -161,6 +280,30 @@ class Manifest(BaseModel):
         """host_permissions plus any match patterns listed under permissions (the Manifest V2 form)."""
         return [*self.host_permissions, *(p for p in self.permissions if p not in KNOWN_PERMISSIONS)]
 
+    @property
+    def ignored_keys(self) -> list[str]:
+        """Top-level keys protoreg does not use (``description``, ``icons``, ...)."""
+        return sorted(self.model_extra or ())
+
+
+# -- problems ---------------------------------------------------------------------------------------------------
+def _duplicate_schemes(data: Any) -> list[tuple[str, str, str, str]]:
+    handlers = data.get("protocol_handlers") if isinstance(data, dict) else None
+    found: list[tuple[str, str, str, str]] = []
+    first: dict[str, int] = {}
+    for i, h in enumerate(handlers if isinstance(handlers, list) else ()):
+        scheme = h.get("protocol") if isinstance(h, dict) else None
+        if not isinstance(scheme, str):
+            continue
+        if scheme in first:
+            found.append((f"protocol_handlers[{i}].protocol",
+                          f"the scheme {scheme!r} is already declared by protocol_handlers[{first[scheme]}]",
+                          f"keep one entry per scheme: merge protocol_handlers[{i}] into "
+                          f"protocol_handlers[{first[scheme]}] or remove it", scheme))
+        else:
+            first[scheme] = i
+    return found
+
 
 def _json_path(loc: tuple[Any, ...]) -> str:
     out = ""
@@ -169,41 +312,46 @@ def _json_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _problems_from_validation(err: ValidationError, data: Any) -> list[ManifestProblem]:
+_TYPE_HINTS: Final = {
+    "string_type": "use a JSON string in double quotes",
+    "bool_type": "use true or false, without quotes",
+    "list_type": 'use a JSON array, e.g. ["..."]',
+    "model_type": "use a JSON object { ... }",
+    "model_attributes_type": "use a JSON object { ... }",
+    "dict_type": "use a JSON object { ... }",
+    "string_too_short": "use a non-empty string",
+    "too_short": "list at least one entry",
+    "string_too_long": "shorten it",
+}
+
+
+def _hint(e: Any, loc: tuple[Any, ...]) -> str:
+    kind = e["type"]
+    if kind == "manifest":
+        return str(e["ctx"]["hint"])
+    if kind == "missing":
+        return f"add the key {loc[-1]!r}" + (' (e.g. "1.0.0")' if loc[-1] == "version" else "")
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), _HANDLER_KEYS, n=1, cutoff=0.6)
+        keys = ", ".join(_HANDLER_KEYS)
+        return (f"did you mean {close[0]!r}? " if close else "") + f"a handler entry has only the keys {keys}"
+    if kind == "literal_error":
+        return f"use {e['ctx']['expected']}"
+    return _TYPE_HINTS.get(kind, "see docs/manifest.md for this key's rules")
+
+
+def _problems_from_validation(err: ValidationError) -> list[ManifestProblem]:
     problems = []
     for e in err.errors(include_url=False):
-        loc = tuple(p for p in e["loc"] if p not in ("function-after",))
-        msg = e["msg"].removeprefix("Value error, ")
-        message, _, hint = msg.partition(_HINT)
-        if e["type"] == "missing":
-            hint = f"add the key {loc[-1]!r}"
-        elif e["type"] == "extra_forbidden":
-            message, hint = "unknown key", ("check the spelling; a handler entry has protocol, name, uriTemplate, "
-                                            "uriHandlerScript, uriIcon and uriIsTrustworthy")
-        value = e.get("input") if e["type"] not in ("missing",) and not isinstance(e.get("input"), dict) else None
-        problems.append(ManifestProblem(_json_path(loc), message.rstrip("."), hint.rstrip("."), value))
+        loc = tuple(e["loc"])
+        message = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        value = e.get("input") if e["type"] != "missing" and not isinstance(e.get("input"), dict | list) else None
+        problems.append(ManifestProblem(_json_path(loc), message.rstrip("."), _hint(e, loc).rstrip("."), value))
     return problems
 
 
-def _check_bundle_path(root: Path, rel: Any, path: str, what: str) -> ManifestProblem | None:
-    if not isinstance(rel, str) or not rel:
-        return None  # the model reports the type error
-    hint = f"use a relative path inside the extension directory, such as protocol/{Path(rel).name or 'file'}"
-    pure = PurePosixPath(rel)
-    if pure.is_absolute() or re.match(r"^[A-Za-z]:", rel) or "\\" in rel:
-        return ManifestProblem(path, f"the {what} path must be relative to the extension directory", hint, rel)
-    if ".." in pure.parts:
-        return ManifestProblem(path, f"the {what} path must stay inside the extension directory ('..')", hint, rel)
-    full = root / rel
-    if not full.exists() and not full.is_symlink():
-        return ManifestProblem(path, f"the {what} file does not exist", f"create {full} or fix the path", rel)
-    real = full.resolve()
-    if not real.is_relative_to(root.resolve()):
-        return ManifestProblem(path, f"the {what} is a symlink pointing outside the extension directory",
-                               "copy the file into the extension directory instead of linking it", rel)
-    if not real.is_file():
-        return ManifestProblem(path, f"the {what} path is not a regular file", "point it at a file", rel)
-    return None
+def _single(source: str, message: str, hint: str, value: Any = None) -> ManifestError:
+    return ManifestError(source, [ManifestProblem("", message, hint, value)])
 
 
 def load_manifest(directory: str | Path) -> Manifest:
@@ -211,52 +359,54 @@ def load_manifest(directory: str | Path) -> Manifest:
     root = Path(directory)
     source = str(root / "manifest.json")
     if not root.is_dir():
-        raise ManifestError(str(root), [ManifestProblem(
-            "", "the extension directory does not exist or is not a directory",
-            "pass the directory that contains manifest.json")])
+        raise _single(str(root), "the extension directory does not exist or is not a directory",
+                      "pass the directory that contains manifest.json")
+    path = root / "manifest.json"
+    if not path.exists():
+        raise _single(source, "manifest.json is missing", "create manifest.json (see docs/manifest.md)")
+    if not path.resolve().is_relative_to(root.resolve()) or not path.resolve().is_file():
+        raise _single(source, "manifest.json is a symlink out of the extension directory or not a regular file",
+                      "put a regular manifest.json file in the extension directory")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise _single(source, f"manifest.json is larger than {MAX_MANIFEST_BYTES // 1024} KiB",
+                      "a manifest lists keys, not content: move data into files of the bundle")
     try:
-        text = (root / "manifest.json").read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError(source, [ManifestProblem("", "manifest.json is missing",
-                                                     "create manifest.json (see docs/manifest.md)")]) from None
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(source, [ManifestProblem("", f"manifest.json can't be read: {exc}",
-                                                     "save it as UTF-8 JSON")]) from None
+        raise _single(source, f"manifest.json can't be read: {exc}", "save it as UTF-8 JSON") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ManifestError(source, [ManifestProblem(
-            "", f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-            "fix the JSON syntax there (a trailing comma or a missing quote is the usual cause)")]) from None
+        raise _single(source, f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+                      "fix the JSON syntax there (a trailing comma or a missing quote is the usual cause)") from None
     if not isinstance(data, dict):
-        raise ManifestError(source, [ManifestProblem("", "the manifest must be a JSON object",
-                                                     "wrap the keys in { }", type(data).__name__)])
+        raise _single(source, "the manifest must be a JSON object", "wrap the keys in { }", type(data).__name__)
     problems: list[ManifestProblem] = []
     manifest: Manifest | None = None
     try:
-        manifest = Manifest.model_validate(data)
+        manifest = Manifest.model_validate(data, context={"root": root, "duplicates_checked": True})
     except ValidationError as err:
-        problems.extend(_problems_from_validation(err, data))
-    handlers = data.get("protocol_handlers")
-    if isinstance(handlers, list):
-        for i, h in enumerate(handlers):
-            if not isinstance(h, dict):
-                continue
-            for key, what in (("uriHandlerScript", "handler script"), ("uriIcon", "icon")):
-                p = _check_bundle_path(root, h.get(key), f"protocol_handlers[{i}].{key}", what)
-                if p is not None:
-                    problems.append(p)
+        problems.extend(_problems_from_validation(err))
+    problems.extend(ManifestProblem(*dup) for dup in _duplicate_schemes(data))
     if problems or manifest is None:
-        raise ManifestError(source, problems)
-    known = set(Manifest.model_fields)
-    for key in data:
-        if key not in known:
-            log.info("%s: key %r is not used by protoreg and is ignored", source, key)
+        raise ManifestError(source, sorted(problems, key=lambda p: _path_order(p.path, data)))
+    if manifest.ignored_keys:
+        log.info("%s: keys not used by protoreg are ignored: %s", source, ", ".join(manifest.ignored_keys))
     return manifest
+
+
+def _path_order(path: str, data: dict[str, Any]) -> tuple[int, list[str | int]]:
+    """Sort problems in the order their keys appear in the file, then by path (list indexes numerically)."""
+    top = re.split(r"[.\[]", path, maxsplit=1)[0]
+    keys = list(data)
+    parts: list[str | int] = [int(x) if i % 2 else x for i, x in enumerate(re.split(r"(\d+)", path))]
+    return (keys.index(top) if top in keys else len(keys), parts)
 
 
 def manifest_json_schema() -> dict[str, Any]:
     """The manifest's JSON Schema (``protoreg schema``)."""
     schema = Manifest.model_json_schema()
     schema["title"] = "protoreg extension manifest.json"
+    schema["description"] = ("A WebExtension-style manifest declaring custom URL schemes. protoreg also checks rules "
+                             "a schema can't express (files exist inside the bundle); run `protoreg check DIR`.")
     return schema

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +28,14 @@ from protoreg import origins, trust, urls
 from protoreg.errors import InstallError, UnknownScheme
 from protoreg.manifest import Manifest, ProtocolHandler, load_manifest
 
-__all__ = ["Conflict", "Extension", "Registry", "SchemeEntry"]
+__all__ = ["MAX_BYTES", "MAX_ENTRIES", "MAX_FILES", "Conflict", "Extension", "Registry", "SchemeEntry", "read_bundle"]
 
 log = logging.getLogger("protoreg.registry")
 
+#: Bundle bounds checked at install: Python files read, their total size, and entries walked.
 MAX_FILES: Final = 2000
 MAX_BYTES: Final = 64 * 1024 * 1024
+MAX_ENTRIES: Final = 20000
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,26 +88,54 @@ class Conflict:
 
 
 def read_bundle(root: Path) -> tuple[dict[str, bytes], str]:
+    """Read every ``*.py`` file of the bundle once; returns (relative POSIX path -> bytes, digest).
+
+    Skips ``__pycache__`` and hidden directories, does not follow symlinked directories, refuses symlinked files
+    that point out of the bundle and non-regular files, and bounds the walk (MAX_ENTRIES), the number of Python
+    files (MAX_FILES) and their total size (MAX_BYTES).
+    """
     files: dict[str, bytes] = {}
-    total = 0
+    total = entries = 0
     real_root = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
+        entries += len(dirnames) + len(filenames)
+        if entries > MAX_ENTRIES:
+            raise InstallError(f"the bundle {root} has more than {MAX_ENTRIES} files and directories. An extension "
+                               "bundle holds its code and assets only: move data out of it")
         for name in sorted(filenames):
             if not name.endswith(".py"):
                 continue
             path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
             if not path.resolve().is_relative_to(real_root):
-                raise InstallError(f"{path} is a symlink pointing outside the extension directory {root}. Copy "
-                                   "the file into the bundle instead of linking it")
-            data = path.read_bytes()
+                raise InstallError(f"{rel} in {root} is a symlink pointing outside the extension directory. Copy "
+                                   "the file into the bundle instead of linking to it")
+            data = _read_regular(path.resolve(), rel, MAX_BYTES - total)
             total += len(data)
-            if len(files) >= MAX_FILES or total > MAX_BYTES:
-                raise InstallError(f"the bundle {root} has more than {MAX_FILES} Python files or "
-                                   f"{MAX_BYTES // 2**20} MiB of Python code. Remove what the handler doesn't use")
-            files[path.relative_to(root).as_posix()] = data
+            if len(files) >= MAX_FILES:
+                raise InstallError(f"the bundle {root} has more than {MAX_FILES} Python files. Remove what the "
+                                   "handler doesn't use")
+            files[rel] = data
     lines = sorted(f"{p}\0{hashlib.sha256(b).hexdigest()}" for p, b in files.items())
     return files, hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _read_regular(path: Path, rel: str, budget: int) -> bytes:
+    """Read a regular file without following a symlink swapped in after the check, within ``budget`` bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise InstallError(f"can't read {rel} of the bundle: {exc.strerror}. Check the file's permissions") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise InstallError(f"{rel} is not a regular file. Replace it with a regular Python file")
+        data = f.read(budget + 1)
+    if len(data) > budget:
+        raise InstallError(f"the bundle's Python code is larger than {MAX_BYTES // 2**20} MiB (at {rel}). Remove "
+                           "what the handler doesn't use")
+    return data
 
 
 class Registry:
@@ -136,10 +167,13 @@ class Registry:
                         MappingProxyType(files), digest)
         existing = self._extensions.get(ext.id)
         if existing is not None:
-            if existing.digest == digest and existing.root == ext.root:
+            if existing.digest == digest and existing.root == ext.root and existing.manifest == manifest:
+                log.debug("%s is already installed from %s with the same code and manifest", ext.id, ext.root)
                 return existing
             raise InstallError(f"an extension with id {ext.id!r} is already installed from {existing.root} "
-                               f"(version {existing.version}). Call reg.uninstall({ext.id!r}) first to replace it")
+                               f"(version {existing.version}, code {existing.digest[:12]}); this one differs "
+                               f"(version {ext.version}, code {digest[:12]}). Call reg.uninstall({ext.id!r}) "
+                               "first to replace it")
         self._extensions[ext.id] = ext
         for handler in manifest.protocol_handlers:
             line = self._claims.setdefault(handler.protocol, [])
@@ -167,10 +201,13 @@ class Registry:
                                f"{', '.join(self._extensions) or 'none'})")
         for handler in ext.manifest.protocol_handlers:
             line = self._claims.get(handler.protocol, [])
+            was_active = bool(line) and line[0] == extension_id
             if extension_id in line:
                 line.remove(extension_id)
             if not line:
                 self._claims.pop(handler.protocol, None)
+            elif was_active:
+                log.info("scheme %r released by %s to %s, next in line", handler.protocol, extension_id, line[0])
             self._refresh(handler.protocol)
         self._emit("uninstalled", ext)
         return ext
@@ -192,8 +229,12 @@ class Registry:
         return lambda: self._listeners.remove(callback) if callback in self._listeners else None
 
     def _emit(self, event: str, ext: Extension) -> None:
+        # The registry has already changed: a failing listener must not hide that or starve the others.
         for cb in list(self._listeners):
-            cb(event, ext)
+            try:
+                cb(event, ext)
+            except Exception:
+                log.exception("a %r listener (%r) failed for %s", event, cb, ext.id)
 
     # -- queries ----------------------------------------------------------------------------------------------
     def lookup(self, scheme: str) -> SchemeEntry:
@@ -201,7 +242,6 @@ class Registry:
         if entry is None:
             raise UnknownScheme(str(scheme), sorted(self._schemes))
         return entry
-
 
     def resolve(self, url: str | URL, base: str | URL | None = None) -> URL:
         """WHATWG resolution with the installed schemes parsed like https (see protoreg.urls)."""
