@@ -52,6 +52,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         _out(f"  {h.protocol}: {h.name} ({how}{trust})")
     grants = [*manifest.permissions, *manifest.host_permissions]
     _out(f"  grants: {', '.join(grants) if grants else 'none'}")
+    _out(f"  python files: {len(files)}")
+    if manifest.ignored_keys:
+        _out(f"  ignored keys (not used by protoreg): {', '.join(manifest.ignored_keys)}")
     findings = infer(files, manifest)
     if findings:
         _err(f"{args.directory}: the code appears to use {len(findings)} capabilit"
@@ -247,10 +250,14 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="protoreg", description="Custom URL schemes with origin isolation.",
                                 epilog="example: protoreg check examples/hello-scheme")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    # --debug is accepted after the command too ("protoreg check DIR --debug"), as the error messages suggest.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and debug logging")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help: str, example: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help, description=help, epilog=f"example: {example}",
+        sp = sub.add_parser(name, help=help, description=help, epilog=f"example: {example}", parents=[common],
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         sp.set_defaults(fn=fn)
         return sp
@@ -278,17 +285,18 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--origin", help="fetch as this initiator origin, e.g. web+a://x")
     sp.add_argument("--mode", default="navigate", choices=["cors", "no-cors", "same-origin", "navigate"])
     sp.add_argument("--extension", "-e", action="append")
-    ipfs = sub.add_parser("ipfs", help="the built-in ipfs handler's block store",
+    ipfs = sub.add_parser("ipfs", help="the built-in ipfs handler's block store", parents=[common],
                           description="Import CAR files into, or build CAR files for, the ipfs:// handler.",
                           epilog="example: protoreg ipfs add ./site && protoreg ipfs import site.car")
     ipfs_sub = ipfs.add_subparsers(dest="ipfs_command", metavar="SUBCOMMAND")
     ipfs.set_defaults(fn=lambda a: (ipfs.print_help(), EXIT_USAGE)[1])
-    sp = ipfs_sub.add_parser("import", help="verify and import a CARv1/CARv2 file",
+    sp = ipfs_sub.add_parser("import", help="verify and import a CARv1/CARv2 file", parents=[common],
                              epilog="example: protoreg ipfs import site.car")
     sp.set_defaults(fn=cmd_ipfs_import)
     sp.add_argument("car")
     sp.add_argument("--state-dir", help="default: ~/.local/share/protoreg (as protoreg serve)")
     sp = ipfs_sub.add_parser("add", help="build UnixFS from a file or directory (kubo defaults) and write a CAR",
+                             parents=[common],
                              epilog="example: protoreg ipfs add ./site -o site.car")
     sp.set_defaults(fn=cmd_ipfs_add)
     sp.add_argument("path")

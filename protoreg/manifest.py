@@ -192,10 +192,9 @@ class ProtocolHandler(BaseModel):
         return None if v is None else _bundle_path(v, info, "icon", python=False)
 
     @model_validator(mode="after")
-    def _script_or_template(self) -> ProtocolHandler:
-        if not self.uriHandlerScript and not self.uriTemplate:
-            raise _fail("a protocol handler needs uriHandlerScript or uriTemplate (or both)",
-                        'add "uriHandlerScript": "protocol/handler.py" with an async handleRequest(request)')
+    def _script_or_template(self, info: ValidationInfo) -> ProtocolHandler:
+        if not (info.context or {}).get("cross_checked") and not self.uriHandlerScript and not self.uriTemplate:
+            raise _fail(*_NEEDS_TARGET)
         return self
 
 
@@ -262,8 +261,8 @@ class Manifest(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self, info: ValidationInfo) -> Manifest:
-        if not (info.context or {}).get("duplicates_checked"):
-            for path, message, hint, _value in _duplicate_schemes(self.model_dump()):
+        if not (info.context or {}).get("cross_checked"):
+            for path, message, hint, _value in _cross_checks(self.model_dump()):
                 raise _fail(f"{path}: {message}", hint)
         return self
 
@@ -287,14 +286,24 @@ class Manifest(BaseModel):
 
 
 # -- problems ---------------------------------------------------------------------------------------------------
-def _duplicate_schemes(data: Any) -> list[tuple[str, str, str, str]]:
+_NEEDS_TARGET: Final = ("a protocol handler needs uriHandlerScript or uriTemplate (or both)",
+                        'add "uriHandlerScript": "protocol/handler.py" with an async handleRequest(request)')
+
+
+def _cross_checks(data: Any) -> list[tuple[str, str, str, Any]]:
+    """Rules across keys, checked on the raw data so they are reported even when other keys of an entry fail:
+    each entry needs a script or a template, and each scheme is declared once."""
     handlers = data.get("protocol_handlers") if isinstance(data, dict) else None
-    found: list[tuple[str, str, str, str]] = []
+    found: list[tuple[str, str, str, Any]] = []
     first: dict[str, int] = {}
     for i, h in enumerate(handlers if isinstance(handlers, list) else ()):
-        scheme = h.get("protocol") if isinstance(h, dict) else None
-        if not isinstance(scheme, str):
+        if not isinstance(h, dict):
             continue
+        if h.get("uriHandlerScript") is None and h.get("uriTemplate") is None:
+            found.append((f"protocol_handlers[{i}]", *_NEEDS_TARGET, None))
+        scheme = h.get("protocol")
+        if not isinstance(scheme, str) or check_scheme(scheme) is not None:
+            continue  # an unclaimable scheme is reported once, by the protocol rule
         if scheme in first:
             found.append((f"protocol_handlers[{i}].protocol",
                           f"the scheme {scheme!r} is already declared by protocol_handlers[{first[scheme]}]",
@@ -384,10 +393,10 @@ def load_manifest(directory: str | Path) -> Manifest:
     problems: list[ManifestProblem] = []
     manifest: Manifest | None = None
     try:
-        manifest = Manifest.model_validate(data, context={"root": root, "duplicates_checked": True})
+        manifest = Manifest.model_validate(data, context={"root": root, "cross_checked": True})
     except ValidationError as err:
         problems.extend(_problems_from_validation(err))
-    problems.extend(ManifestProblem(*dup) for dup in _duplicate_schemes(data))
+    problems.extend(ManifestProblem(*found) for found in _cross_checks(data))
     if problems or manifest is None:
         raise ManifestError(source, sorted(problems, key=lambda p: _path_order(p.path, data)))
     if manifest.ignored_keys:
