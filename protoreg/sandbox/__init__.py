@@ -8,8 +8,10 @@ inactive with the reason (and logged), unless the host listed it in ``SandboxPol
 
 from __future__ import annotations
 
-from protoreg.sandbox.apply import apply_sandbox, probe
+from protoreg.sandbox.apply import apply_sandbox
+from protoreg.sandbox.inherit import close_fds, scrubbed_env
 from protoreg.sandbox.policy import LAYERS, LayerStatus, SandboxPolicy, SandboxReport, default_read_paths
+from protoreg.sandbox.probe import probe
 
-__all__ = ["LAYERS", "LayerStatus", "SandboxPolicy", "SandboxReport", "apply_sandbox", "default_read_paths",
-           "probe"]
+__all__ = ["LAYERS", "LayerStatus", "SandboxPolicy", "SandboxReport", "apply_sandbox", "close_fds",
+           "default_read_paths", "probe", "scrubbed_env"]

@@ -1,78 +1,64 @@
-"""apply_sandbox (in the worker) and probe (anywhere, without restricting the caller)."""
+"""apply_sandbox: the worker restricts itself, layer by layer, before any handler code runs."""
 
 from __future__ import annotations
 
 import logging
 import os
-import resource
 import threading
 from collections.abc import Callable
 
 from protoreg.errors import SandboxError
 from protoreg.sandbox import landlock, namespaces, seccomp
-from protoreg.sandbox._libc import PR_GET_NO_NEW_PRIVS, PR_SET_NO_NEW_PRIVS, check, prctl
-from protoreg.sandbox.policy import LAYERS, LayerStatus, SandboxPolicy, SandboxReport
+from protoreg.sandbox._libc import PR_SET_NO_NEW_PRIVS, check, prctl
+from protoreg.sandbox.inherit import close_fds
+from protoreg.sandbox.policy import LayerStatus, SandboxPolicy, SandboxReport
+from protoreg.sandbox.rlimits import apply_rlimits
 
 log = logging.getLogger("protoreg.sandbox")
 
-_FIXES = {
-    "userns+netns": "enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 or "
-                    "user.max_user_namespaces > 0), or drop 'userns+netns' from the required layers",
-    "landlock": "boot a kernel with Landlock enabled (CONFIG_SECURITY_LANDLOCK and 'landlock' in lsm=), or drop "
-                "'landlock' from the required layers",
+#: What to change when a required layer can't engage.
+FIXES = {
+    "fds": "make /proc available to the worker, or drop 'fds' from the required layers",
+    "userns+netns": "enable unprivileged user namespaces (sysctl user.max_user_namespaces > 0, and on Debian/Ubuntu "
+                    "kernel.unprivileged_userns_clone=1 or kernel.apparmor_restrict_unprivileged_userns=0), or drop "
+                    "'userns+netns' from the required layers",
+    "rlimits": "raise the hard limits the worker inherits, or drop 'rlimits' from the required layers",
+    "no_new_privs": "use Linux 3.5 or later, or drop 'no_new_privs' from the required layers",
+    "landlock": "boot a kernel with Landlock enabled (CONFIG_SECURITY_LANDLOCK=y and 'landlock' in the lsm= boot "
+                "parameter), or drop 'landlock' from the required layers",
     "seccomp": "use a kernel with CONFIG_SECCOMP_FILTER on x86_64 or aarch64, or drop 'seccomp' from the required "
                "layers",
 }
 
 
-def _close_fds(keep: set[int]) -> str:
-    closed = 0
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2 and fd not in keep:
-            try:
-                os.close(fd)
-                closed += 1
-            except OSError:
-                pass
-    return f"kept 0-2 and {sorted(keep)}; closed {closed}"
-
-
-def _rlimits(policy: SandboxPolicy) -> str:
-    parts = []
-    for name, value in (("AS", policy.rlimit_as), ("CPU", policy.rlimit_cpu), ("NOFILE", policy.rlimit_nofile),
-                        ("NPROC", policy.rlimit_nproc)):
-        if value is None:
-            continue
-        res = getattr(resource, f"RLIMIT_{name}")
-        _soft, hard = resource.getrlimit(res)
-        new_hard = value if hard == resource.RLIM_INFINITY else min(hard, value)
-        soft = min(value, new_hard)
-        if name == "CPU":  # SIGXCPU at the soft limit, SIGKILL one second later
-            new_hard = soft + 1 if hard == resource.RLIM_INFINITY or hard > soft + 1 else new_hard
-        resource.setrlimit(res, (soft, new_hard))
-        parts.append(f"{name}={value}")
-    note = " (NPROC does not bind root; seccomp forbids new processes)" if os.geteuid() == 0 else ""
-    return ", ".join(parts) + note
+def thread_count() -> int:
+    """Threads in this process, including ones Python didn't start (from /proc/self/task when available)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
 
 
 def apply_sandbox(policy: SandboxPolicy) -> SandboxReport:
-    """Restrict the calling process, irreversibly. Call while single-threaded, before running handler code."""
-    if threading.active_count() > 1:
-        raise SandboxError("apply_sandbox must run before any thread starts: Landlock and seccomp bind only the "
-                           "calling thread, and user namespaces can't be entered by a threaded process")
-    unknown = set(policy.required) - set(LAYERS)
-    if unknown:
-        raise SandboxError(f"unknown sandbox layer(s) required: {', '.join(sorted(unknown))}. Known layers: "
-                           f"{', '.join(LAYERS)}")
+    """Restrict the calling process, irreversibly, and report which layers engaged.
+
+    Call it while the process is single-threaded, before importing handler code or starting an event loop:
+    Landlock and seccomp bind the calling thread and what it creates afterwards, and ``unshare(CLONE_NEWUSER)``
+    fails in a threaded process. A layer that can't engage is reported inactive with the reason and logged; if it
+    is in ``policy.required``, :class:`SandboxError` is raised instead and the caller must exit, since the layers
+    before it have already been applied.
+    """
+    threads = thread_count()
+    if threads > 1:
+        raise SandboxError(f"apply_sandbox must run before any thread starts, but this process has {threads} "
+                           "threads: Landlock and seccomp bind only the calling thread, and a threaded process can't "
+                           "enter a user namespace. Call it first thing in the worker, before starting threads")
     abi = landlock.abi_version()
     steps: list[tuple[str, bool, Callable[[], str]]] = [
-        ("fds", True, lambda: _close_fds(set(policy.keep_fds))),
-        ("userns+netns", policy.network_namespace,
-         lambda: (namespaces.enter_user_and_net_namespace(), "new user and network namespace")[1]),
-        ("rlimits", True, lambda: _rlimits(policy)),
-        ("no_new_privs", True, lambda: (check(prctl(PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)"),
-                                        "set")[1]),
+        ("fds", True, lambda: f"kept 0-2 and {sorted(set(policy.keep_fds))}; closed {close_fds(policy.keep_fds)}"),
+        ("userns+netns", policy.network_namespace, _namespaces),
+        ("rlimits", True, lambda: apply_rlimits(policy)),
+        ("no_new_privs", True, _no_new_privs),
         ("landlock", policy.landlock, lambda: _landlock(policy, abi)),
         ("seccomp", policy.seccomp, _seccomp),
     ]
@@ -83,65 +69,44 @@ def apply_sandbox(policy: SandboxPolicy) -> SandboxReport:
         else:
             try:
                 status = LayerStatus(name, True, step())
-            except (OSError, SandboxError) as exc:
+            except (OSError, ValueError) as exc:  # SandboxError is an OSError
                 status = LayerStatus(name, False, str(exc))
         if not status.active:
             if name in policy.required:
                 raise SandboxError(f"sandbox layer {name!r} is required by the host but could not engage: "
-                                   f"{status.detail}. {_FIXES.get(name, 'Check the kernel and host settings')}")
+                                   f"{status.detail}. To fix: {FIXES[name]}")
             if wanted:
                 log.warning("sandbox layer %s is not active: %s", name, status.detail)
         layers.append(status)
     return SandboxReport(tuple(layers))
 
 
+def _namespaces() -> str:
+    namespaces.enter_user_and_net_namespace()
+    return f"new user and network namespace (uid {os.getuid()} and gid {os.getgid()} mapped to themselves)"
+
+
+def _no_new_privs() -> str:
+    check(prctl(PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)")
+    return "set: execve can't gain privileges (set-uid, file capabilities)"
+
+
 def _landlock(policy: SandboxPolicy, abi: int) -> str:
     if abi == 0:
-        raise SandboxError("Landlock is not available in this kernel (landlock_create_ruleset failed)")
-    got = landlock.restrict(policy.read_paths, policy.write_paths, abi)
-    extras = [k for k in ("net", "scope") if got[k]]
-    return f"ABI {abi}: filesystem" + "".join(f", {e}" for e in extras) + \
-        ("" if abi >= 6 else " (signals/abstract sockets need ABI 6)")
+        raise SandboxError("Landlock is not available in this kernel (landlock_create_ruleset reports no ABI)")
+    skipped = landlock.restrict(policy.read_paths, policy.write_paths, abi)
+    parts = [f"ABI {abi}: filesystem ({len(policy.read_paths)} read-only, {len(policy.write_paths)} read-write "
+             "path(s), nothing else)"]
+    parts.append("TCP bind/connect denied" if abi >= 4 else "TCP not covered (needs ABI 4)")
+    parts.append("signals and abstract unix sockets scoped" if abi >= 6 else "no scoping (needs ABI 6)")
+    if skipped:
+        parts.append(f"skipped missing path(s): {', '.join(skipped)}")
+    return "; ".join(parts)
 
 
 def _seccomp() -> str:
     why = seccomp.supported()
     if why:
         raise SandboxError(why)
-    seccomp.install()
-    return "deny-list filter installed"
-
-
-def probe() -> SandboxReport:
-    """What this machine offers, without restricting the caller (namespaces are tried in a forked child)."""
-    abi = landlock.abi_version()
-    layers = [LayerStatus("fds", True, "always available"), _probe_userns(),
-              LayerStatus("rlimits", True, "always available"),
-              LayerStatus("no_new_privs", prctl(PR_GET_NO_NEW_PRIVS) >= 0, "prctl(PR_SET_NO_NEW_PRIVS)"),
-              LayerStatus("landlock", abi > 0, f"ABI {abi}" + ("" if abi else ": not available in this kernel")),
-              LayerStatus("seccomp", seccomp.supported() is None and _seccomp_in_kernel(),
-                          seccomp.supported() or ("seccomp filter mode" if _seccomp_in_kernel()
-                                                  else "the kernel has no seccomp"))]
-    return SandboxReport(tuple(layers))
-
-
-def _seccomp_in_kernel() -> bool:
-    try:
-        with open("/proc/self/status") as f:
-            return any(line.startswith("Seccomp:") for line in f)
-    except OSError:
-        return False
-
-
-def _probe_userns() -> LayerStatus:
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            namespaces.enter_user_and_net_namespace()
-            os._exit(0)
-        except BaseException:
-            os._exit(1)
-    _, status = os.waitpid(pid, 0)
-    ok = os.waitstatus_to_exitcode(status) == 0
-    return LayerStatus("userns+netns", ok, "unshare(CLONE_NEWUSER|CLONE_NEWNET) works" if ok else
-                       "unshare(CLONE_NEWUSER|CLONE_NEWNET) failed: unprivileged user namespaces are disabled")
+    count = seccomp.install()
+    return f"deny-list filter installed ({count} BPF instructions, {seccomp.MACHINE})"

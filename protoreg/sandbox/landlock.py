@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import stat
 from collections.abc import Iterable
 
 from protoreg.sandbox._libc import (
@@ -42,7 +43,9 @@ SCOPE_SIGNAL = 1 << 1                # ABI 6
 
 _FS_ABI1 = (1 << 13) - 1
 FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
-READ_RIGHTS = FS_EXECUTE | FS_READ_FILE | FS_READ_DIR
+#: Read-only paths: read files and list directories. No EXECUTE: a handler never needs to run a program (and
+#: seccomp refuses execve anyway), so a kernel without seccomp still can't exec /usr/bin/anything.
+READ_RIGHTS = FS_READ_FILE | FS_READ_DIR
 
 
 class _RulesetAttr(ctypes.Structure):
@@ -72,34 +75,49 @@ def fs_rights(abi: int) -> int:
     return rights
 
 
-def restrict(read_paths: Iterable[str], write_paths: Iterable[str], abi: int) -> dict[str, bool]:
-    """Install a ruleset on the calling thread (inherited by threads and children created later)."""
+def net_rights(abi: int) -> int:
+    return (NET_BIND_TCP | NET_CONNECT_TCP) if abi >= 4 else 0
+
+
+def scopes(abi: int) -> int:
+    return (SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL) if abi >= 6 else 0
+
+
+def restrict(read_paths: Iterable[str], write_paths: Iterable[str], abi: int) -> list[str]:
+    """Install a ruleset on the calling thread (inherited by threads and children created later).
+
+    Every right this ABI knows is handled, so whatever no rule grants is denied: files outside the paths, TCP bind
+    and connect (no port rules at all), signals and abstract unix sockets leaving the domain. Returns the paths
+    that were skipped because they don't exist (they grant nothing).
+    """
     handled_fs = fs_rights(abi)
-    attr = _RulesetAttr(handled_fs, (NET_BIND_TCP | NET_CONNECT_TCP) if abi >= 4 else 0,
-                        (SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL) if abi >= 6 else 0)
-    size = 24 if abi >= 6 else 16 if abi >= 4 else 8
+    attr = _RulesetAttr(handled_fs, net_rights(abi), scopes(abi))
+    size = 24 if abi >= 6 else 16 if abi >= 4 else 8  # older kernels reject fields they don't know
     fd = check(syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)),
                "landlock_create_ruleset")
+    skipped: list[str] = []
     try:
         for paths, rights in ((read_paths, READ_RIGHTS), (write_paths, handled_fs)):
             for path in paths:
-                _add_path(fd, path, rights & handled_fs)
+                if not _add_path(fd, path, rights & handled_fs):
+                    skipped.append(path)
         check(syscall(SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(fd), ctypes.c_uint32(0)), "landlock_restrict_self")
     finally:
         os.close(fd)
-    return {"fs": True, "net": abi >= 4, "scope": abi >= 6}
+    return skipped
 
 
-def _add_path(ruleset_fd: int, path: str, rights: int) -> None:
+def _add_path(ruleset_fd: int, path: str, rights: int) -> bool:
     try:
         pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     except OSError:
-        return  # a path that does not exist grants nothing
+        return False  # a path that does not exist grants nothing
     try:
-        if not os.path.isdir(path):
+        if not stat.S_ISDIR(os.fstat(pfd).st_mode):  # the opened inode, not the name again
             rights &= FILE_RIGHTS
         rule = _PathBeneathAttr(rights, pfd)
         check(syscall(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset_fd), ctypes.c_int(RULE_PATH_BENEATH),
                       ctypes.byref(rule), ctypes.c_uint32(0)), f"landlock_add_rule({path})")
     finally:
         os.close(pfd)
+    return True

@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Layer names, in the order they are applied.
+from protoreg.errors import SandboxError
+
+#: Layer names, in the order they are applied (docs/sandbox.md explains the order).
 LAYERS = ("fds", "userns+netns", "rlimits", "no_new_privs", "landlock", "seccomp")
 #: System library directories (read-only): shared libraries that extension modules such as ctypes load lazily.
 SYSTEM_LIB_DIRS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64")
@@ -18,17 +20,35 @@ SYSTEM_LIB_DIRS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64")
 
 @dataclass(frozen=True)
 class SandboxPolicy:
-    read_paths: tuple[str, ...] = ()
-    write_paths: tuple[str, ...] = ()
+    """The layers a worker applies to itself. Defaults are on and tight; ``None`` leaves an rlimit alone."""
+
+    read_paths: tuple[str, ...] = ()         # read-only: the Python installation and the extension bundle
+    write_paths: tuple[str, ...] = ()        # read-write: the extension's data dir, only when granted
     rlimit_as: int | None = 1 << 30          # address space (virtual memory), bytes
-    rlimit_cpu: int | None = 3600            # CPU seconds over the worker's life
+    rlimit_cpu: int | None = 3600            # CPU seconds over the worker's life (SIGXCPU, then SIGKILL 1 s later)
     rlimit_nofile: int | None = 256          # open file descriptors
-    rlimit_nproc: int | None = 64            # processes (ignored for root: seccomp blocks fork instead)
-    network_namespace: bool = True
+    rlimit_nproc: int | None = 64            # processes of this uid (ignored for root: seccomp blocks fork instead)
+    network_namespace: bool = True           # a new user + network namespace
     landlock: bool = True
     seccomp: bool = True
-    required: frozenset[str] = frozenset()   # layers that must engage, or the worker refuses to start
+    required: frozenset[str] = frozenset()   # layers that must engage, or apply_sandbox raises SandboxError
     keep_fds: tuple[int, ...] = ()           # descriptors besides 0-2 that stay open (the IPC channel)
+
+    def __post_init__(self) -> None:
+        problems = [f"{name}={getattr(self, name)!r} (must be a positive integer or None)"
+                    for name in ("rlimit_as", "rlimit_cpu", "rlimit_nofile", "rlimit_nproc")
+                    if getattr(self, name) is not None and not (isinstance(getattr(self, name), int)
+                                                                and getattr(self, name) > 0)]
+        unknown = sorted(set(self.required) - set(LAYERS))
+        if unknown:
+            problems.append(f"unknown required layer(s) {', '.join(unknown)} (known: {', '.join(LAYERS)})")
+        for name in ("read_paths", "write_paths"):
+            relative = [p for p in getattr(self, name) if not os.path.isabs(p)]
+            if relative:
+                problems.append(f"{name} must be absolute paths, got {', '.join(map(repr, relative))}")
+        if problems:
+            raise SandboxError("invalid SandboxPolicy: " + "; ".join(problems) + ". Fix these fields in the "
+                               "sandbox configuration (WorkerConfig.sandbox or sandbox_per_extension)")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -40,7 +60,7 @@ class SandboxPolicy:
 class LayerStatus:
     name: str
     active: bool
-    detail: str
+    detail: str  # what engaged, or why not
 
 
 @dataclass(frozen=True)
@@ -50,22 +70,24 @@ class SandboxReport:
     def active(self, name: str) -> bool:
         return any(layer.name == name and layer.active for layer in self.layers)
 
+    def get(self, name: str) -> LayerStatus | None:
+        return next((layer for layer in self.layers if layer.name == name), None)
+
     def to_dict(self) -> dict[str, Any]:
         return {"layers": [asdict(layer) for layer in self.layers]}
 
 
 def python_read_paths() -> tuple[str, ...]:
-    """The Python installation (a venv's and its base's), site-packages, and protoreg's own package."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-             str(Path(__file__).resolve().parents[1])}
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        p = sysconfig.get_paths().get(key)
-        if p:
-            paths.add(p)
-    for p in site.getsitepackages():
-        paths.add(p)
-    return tuple(sorted(os.path.realpath(p) for p in paths if os.path.exists(p)))
+    """What imports need: the stdlib and site-packages of the venv and of its base installation, and protoreg's
+    own package. Not the bare prefixes: for a system Python that would be all of /usr."""
+    paths = {str(Path(__file__).resolve().parents[1]), *site.getsitepackages()}
+    ours = sysconfig.get_paths()
+    base = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})
+    paths.update(ours[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if ours.get(key))
+    paths.update(base[key] for key in ("stdlib", "platstdlib") if base.get(key))
+    return tuple(sorted({os.path.realpath(p) for p in paths if os.path.exists(p)}))
 
 
 def default_read_paths(bundle_dir: str | os.PathLike[str]) -> tuple[str, ...]:
+    """Read-only paths for a worker serving the bundle at ``bundle_dir``."""
     return (*python_read_paths(), *SYSTEM_LIB_DIRS, os.path.realpath(bundle_dir))

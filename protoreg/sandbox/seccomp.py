@@ -1,16 +1,23 @@
 """A seccomp-BPF deny-list, assembled by hand and installed through prctl (no libseccomp needed).
 
-EPERM for: sockets of any family but AF_UNIX, execve/execveat, ptrace, process_vm_readv/writev, mount and friends,
-unshare, setns, chroot, pivot_root, bpf, perf_event_open, keyctl/add_key/request_key, userfaultfd, io_uring_*,
-fork/vfork, and clone without CLONE_THREAD (threads work, processes don't: the fork-bomb defence that also holds for
-root, whom RLIMIT_NPROC ignores). ENOSYS for clone3, so glibc falls back to clone, whose flags BPF can inspect.
-A foreign architecture or an x32 syscall kills the process.
+Verdicts (everything else is allowed):
+
+* EPERM: sockets and socketpairs of any family but AF_UNIX; execve/execveat; ptrace, process_vm_readv/writev,
+  pidfd_getfd; mount, umount2, the new mount API, unshare, setns, chroot, pivot_root; bpf, perf_event_open;
+  keyctl/add_key/request_key; userfaultfd; io_uring_*; module loading, kexec, reboot, swapon/off, acct,
+  open_by_handle_at; fork/vfork and clone without CLONE_THREAD (threads work, processes don't: the fork-bomb
+  defence that also holds for root, whom RLIMIT_NPROC ignores); kill, tkill, tgkill, rt_sigqueueinfo and
+  rt_tgsigqueueinfo aimed at any pid but our own, and pidfd_send_signal; setrlimit, and prlimit64 with a new limit
+  (so the rlimits layer can't be undone); ioctl TIOCSTI/TIOCLINUX (typing into the controlling terminal).
+* ENOSYS: clone3, whose flags live in memory BPF can't read; glibc then falls back to clone.
+* Kill the process: a foreign architecture, or an x32 syscall on x86_64.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import struct
 
 from protoreg.sandbox._libc import MACHINE, PR_SET_SECCOMP, SECCOMP_MODE_FILTER, check, prctl_ptr
@@ -21,62 +28,107 @@ RET_ALLOW = 0x7FFF0000
 AF_UNIX = 1
 CLONE_THREAD = 0x00010000
 X32_SYSCALL_BIT = 0x40000000
+TIOCSTI = 0x5412
+TIOCLINUX = 0x541C
 
-_LD_W_ABS = 0x20
-_JEQ_K = 0x15
-_JGE_K = 0x35
-_JSET_K = 0x45
-_RET_K = 0x06
-_OFF_NR, _OFF_ARCH, _OFF_ARG0 = 0, 4, 16
+# classic BPF opcodes
+LD_W_ABS = 0x20
+JEQ_K = 0x15
+JGE_K = 0x35
+JSET_K = 0x45
+RET_K = 0x06
+# struct seccomp_data: int nr; u32 arch; u64 instruction_pointer; u64 args[6] (little-endian: low word first)
+OFF_NR, OFF_ARCH = 0, 4
 
-ARCHES = {
+
+def arg_lo(n: int) -> int:
+    return 16 + 8 * n
+
+
+def arg_hi(n: int) -> int:
+    return 20 + 8 * n
+
+
+_DENY = ("execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "mount",
+         "umount2", "open_tree", "move_mount", "fsopen", "fsmount", "fspick", "unshare", "setns", "pivot_root",
+         "chroot", "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "userfaultfd", "io_uring_setup",
+         "io_uring_enter", "io_uring_register", "init_module", "finit_module", "delete_module", "kexec_load",
+         "kexec_file_load", "reboot", "swapon", "swapoff", "acct", "open_by_handle_at", "fork", "vfork",
+         "pidfd_send_signal", "setrlimit")
+#: Signal syscalls whose first argument is the target (thread group) id: allowed only towards ourselves.
+_SIGNAL_OWN_PID = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
+
+#: (AUDIT_ARCH_*, syscall numbers) per machine; checked against the kernel headers by the tests where installed.
+ARCHES: dict[str, tuple[int, dict[str, int]]] = {
     "x86_64": (0xC000003E, {
         "socket": 41, "socketpair": 53, "execve": 59, "execveat": 322, "ptrace": 101, "process_vm_readv": 310,
-        "process_vm_writev": 311, "mount": 165, "umount2": 166, "unshare": 272, "setns": 308, "pivot_root": 155,
-        "chroot": 161, "bpf": 321, "perf_event_open": 298, "keyctl": 250, "add_key": 248, "request_key": 249,
-        "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "fork": 57,
-        "vfork": 58, "clone": 56, "clone3": 435, "open_tree": 428, "move_mount": 429, "fsopen": 430,
-        "fsmount": 432, "fspick": 433}),
-    "aarch64": (0xC00000B7, {
+        "process_vm_writev": 311, "pidfd_getfd": 438, "mount": 165, "umount2": 166, "open_tree": 428,
+        "move_mount": 429, "fsopen": 430, "fsmount": 432, "fspick": 433, "unshare": 272, "setns": 308,
+        "pivot_root": 155, "chroot": 161, "bpf": 321, "perf_event_open": 298, "keyctl": 250, "add_key": 248,
+        "request_key": 249, "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426,
+        "io_uring_register": 427, "init_module": 175, "finit_module": 313, "delete_module": 176, "kexec_load": 246,
+        "kexec_file_load": 320, "reboot": 169, "swapon": 167, "swapoff": 168, "acct": 163,
+        "open_by_handle_at": 304, "fork": 57, "vfork": 58, "clone": 56, "clone3": 435, "kill": 62, "tkill": 200,
+        "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297, "pidfd_send_signal": 424,
+        "setrlimit": 160, "prlimit64": 302, "ioctl": 16}),
+    "aarch64": (0xC00000B7, {  # the generic table: no fork/vfork syscalls at all
         "socket": 198, "socketpair": 199, "execve": 221, "execveat": 281, "ptrace": 117, "process_vm_readv": 270,
-        "process_vm_writev": 271, "mount": 40, "umount2": 39, "unshare": 97, "setns": 268, "pivot_root": 41,
-        "chroot": 51, "bpf": 280, "perf_event_open": 241, "keyctl": 219, "add_key": 217, "request_key": 218,
-        "userfaultfd": 282, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
-        "clone": 220, "clone3": 435, "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsmount": 432,
-        "fspick": 433}),
+        "process_vm_writev": 271, "pidfd_getfd": 438, "mount": 40, "umount2": 39, "open_tree": 428,
+        "move_mount": 429, "fsopen": 430, "fsmount": 432, "fspick": 433, "unshare": 97, "setns": 268,
+        "pivot_root": 41, "chroot": 51, "bpf": 280, "perf_event_open": 241, "keyctl": 219, "add_key": 217,
+        "request_key": 218, "userfaultfd": 282, "io_uring_setup": 425, "io_uring_enter": 426,
+        "io_uring_register": 427, "init_module": 105, "finit_module": 273, "delete_module": 106, "kexec_load": 104,
+        "kexec_file_load": 294, "reboot": 142, "swapon": 224, "swapoff": 225, "acct": 89,
+        "open_by_handle_at": 265, "clone": 220, "clone3": 435, "kill": 129, "tkill": 130, "tgkill": 131,
+        "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240, "pidfd_send_signal": 424, "setrlimit": 164,
+        "prlimit64": 261, "ioctl": 29}),
 }
-_SPECIAL = ("socket", "socketpair", "clone", "clone3")
 
 
-def supported() -> str | None:
-    """None when this architecture is supported, else why not."""
-    if MACHINE not in ARCHES:
-        return f"no seccomp syscall table for architecture {MACHINE} (supported: {', '.join(ARCHES)})"
+def supported(machine: str = MACHINE) -> str | None:
+    """None when this architecture has a syscall table here, else why the filter can't be installed."""
+    if machine not in ARCHES:
+        return (f"no seccomp syscall table for architecture {machine} (supported: {', '.join(ARCHES)}); the filter "
+                f"is not installed rather than guessing syscall numbers")
     return None
 
 
-def _ins(code: int, jt: int, jf: int, k: int) -> bytes:
+def _ins(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("HBBI", code, jt, jf, k)
 
 
-def build_filter(machine: str = MACHINE) -> bytes:
+def _ret(value: int) -> bytes:
+    return _ins(RET_K, value)
+
+
+def build_filter(machine: str = MACHINE, pid: int | None = None) -> bytes:
+    """The BPF program for ``machine``; ``pid`` is the only process signals may target (default: ours)."""
     arch, table = ARCHES[machine]
+    own = os.getpid() if pid is None else pid
     eperm, enosys = RET_ERRNO | errno.EPERM, RET_ERRNO | errno.ENOSYS
-    prog = [_ins(_LD_W_ABS, 0, 0, _OFF_ARCH), _ins(_JEQ_K, 1, 0, arch), _ins(_RET_K, 0, 0, RET_KILL_PROCESS),
-            _ins(_LD_W_ABS, 0, 0, _OFF_NR)]
+    prog = [_ins(LD_W_ABS, OFF_ARCH), _ins(JEQ_K, arch, 1, 0), _ret(RET_KILL_PROCESS), _ins(LD_W_ABS, OFF_NR)]
     if machine == "x86_64":
-        prog += [_ins(_JGE_K, 0, 1, X32_SYSCALL_BIT), _ins(_RET_K, 0, 0, RET_KILL_PROCESS)]
-    for name, nr in table.items():
-        if name not in _SPECIAL:
-            prog += [_ins(_JEQ_K, 0, 1, nr), _ins(_RET_K, 0, 0, eperm)]
-    prog += [_ins(_JEQ_K, 0, 1, table["clone3"]), _ins(_RET_K, 0, 0, enosys)]
-    for name in ("socket", "socketpair"):  # only AF_UNIX
-        prog += [_ins(_JEQ_K, 0, 4, table[name]), _ins(_LD_W_ABS, 0, 0, _OFF_ARG0), _ins(_JEQ_K, 0, 1, AF_UNIX),
-                 _ins(_RET_K, 0, 0, RET_ALLOW), _ins(_RET_K, 0, 0, eperm)]
-    # clone: threads only (CLONE_THREAD set); the flags are the first argument on both architectures.
-    prog += [_ins(_JEQ_K, 0, 4, table["clone"]), _ins(_LD_W_ABS, 0, 0, _OFF_ARG0),
-             _ins(_JSET_K, 0, 1, CLONE_THREAD), _ins(_RET_K, 0, 0, RET_ALLOW), _ins(_RET_K, 0, 0, eperm)]
-    prog.append(_ins(_RET_K, 0, 0, RET_ALLOW))
+        prog += [_ins(JGE_K, X32_SYSCALL_BIT, 0, 1), _ret(RET_KILL_PROCESS)]
+    for name in _DENY:
+        if name in table:
+            prog += [_ins(JEQ_K, table[name], 0, 1), _ret(eperm)]
+    prog += [_ins(JEQ_K, table["clone3"], 0, 1), _ret(enosys)]
+    for name in ("socket", "socketpair"):  # AF_UNIX only
+        prog += [_ins(JEQ_K, table[name], 0, 4), _ins(LD_W_ABS, arg_lo(0)), _ins(JEQ_K, AF_UNIX, 0, 1),
+                 _ret(RET_ALLOW), _ret(eperm)]
+    # clone: threads only. The flags are the first argument on x86_64 and aarch64 alike.
+    prog += [_ins(JEQ_K, table["clone"], 0, 4), _ins(LD_W_ABS, arg_lo(0)), _ins(JSET_K, CLONE_THREAD, 0, 1),
+             _ret(RET_ALLOW), _ret(eperm)]
+    for name in _SIGNAL_OWN_PID:  # the kernel reads pid_t: the low 32 bits of the first argument
+        prog += [_ins(JEQ_K, table[name], 0, 4), _ins(LD_W_ABS, arg_lo(0)), _ins(JEQ_K, own, 0, 1),
+                 _ret(RET_ALLOW), _ret(eperm)]
+    # ioctl: the request is an unsigned int in the kernel, so the low word decides.
+    prog += [_ins(JEQ_K, table["ioctl"], 0, 5), _ins(LD_W_ABS, arg_lo(1)), _ins(JEQ_K, TIOCSTI, 2, 0),
+             _ins(JEQ_K, TIOCLINUX, 1, 0), _ret(RET_ALLOW), _ret(eperm)]
+    # prlimit64(pid, resource, new, old): reading limits is fine, a new limit (a non-NULL pointer) is not.
+    prog += [_ins(JEQ_K, table["prlimit64"], 0, 6), _ins(LD_W_ABS, arg_lo(2)), _ins(JEQ_K, 0, 0, 3),
+             _ins(LD_W_ABS, arg_hi(2)), _ins(JEQ_K, 0, 0, 1), _ret(RET_ALLOW), _ret(eperm)]
+    prog.append(_ret(RET_ALLOW))
     return b"".join(prog)
 
 
@@ -84,9 +136,10 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def install() -> None:
-    """Install the filter on the calling thread (needs no_new_privs first). Irreversible."""
+def install() -> int:
+    """Install the filter on the calling thread (needs no_new_privs first). Irreversible; returns its length."""
     code = build_filter()
     buf = ctypes.create_string_buffer(code, len(code))
     prog = _SockFprog(len(code) // 8, ctypes.cast(buf, ctypes.c_void_p))
     check(prctl_ptr(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog)), "prctl(PR_SET_SECCOMP)")
+    return len(code) // 8
