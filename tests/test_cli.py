@@ -7,42 +7,116 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from protoreg.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 HELLO = str(ROOT / "examples" / "hello-scheme")
 
 
-def test_check_reports_a_good_extension(capsys):
-    assert main(["check", HELLO]) == 0
-    out = capsys.readouterr().out
-    assert "OK: Hello scheme 1.0.0" in out and "web+hello" in out
-
-
-def test_check_lists_every_problem_and_exits_1(tmp_path, capsys):
+def write_bad(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({
-        "name": "x", "version": "1", "protocol_handlers": [
+        "name": "x", "version": "1", "permissions": ["tabs"], "protocol_handlers": [
             {"protocol": "http", "name": "a", "uriHandlerScript": "missing.py"},
             {"protocol": "web+ok", "name": "b"}]}))
-    assert main(["check", str(tmp_path)]) == 1
+    return tmp_path
+
+
+def test_check_reports_a_good_extension(capsys):
+    assert main(["check", HELLO]) == 0
+    captured = capsys.readouterr()
+    assert "OK: Hello scheme 1.0.0 (id hello@example.org" in captured.out
+    assert "web+hello: Hello, custom scheme (script handler.py, potentially trustworthy)" in captured.out
+    assert "grants: none" in captured.out and captured.err == ""
+
+
+def test_check_lists_every_problem_one_per_line_with_path_value_and_fix(tmp_path, capsys):
+    assert main(["check", str(write_bad(tmp_path))]) == 1
     err = capsys.readouterr().err
-    assert "3 problems" in err
-    assert "protocol_handlers[0].protocol" in err and "protocol_handlers[0].uriHandlerScript" in err
-    assert "protocol_handlers[1]" in err and "Traceback" not in err
+    header, *lines = err.strip().splitlines()
+    assert header.endswith("manifest.json: 4 problems")
+    assert [line.split(":")[0].strip() for line in lines] == [  # in the order of the file's keys
+        "permissions[0]", "protocol_handlers[0].protocol", "protocol_handlers[0].uriHandlerScript",
+        "protocol_handlers[1]"]
+    assert all("Fix: " in line for line in lines)
+    assert "(got 'tabs')" in lines[0] and "(got 'http')" in lines[1] and "(got 'missing.py')" in lines[2]
+    assert "Traceback" not in err
+
+
+def test_check_reports_malformed_json_with_line_and_column(tmp_path, capsys):
+    (tmp_path / "manifest.json").write_text('{\n  "name": "x",,\n}')
+    assert main(["check", str(tmp_path)]) == 1
+    assert "malformed JSON at line 2, column 15" in capsys.readouterr().err
+
+
+def test_check_notes_ignored_keys(tmp_path, capsys):
+    data = json.loads((Path(HELLO) / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps({**data, "description": "d"}))
+    (tmp_path / "handler.py").write_text((Path(HELLO) / "handler.py").read_text())
+    assert main(["check", str(tmp_path)]) == 0
+    assert "ignored keys (not used by protoreg): description" in capsys.readouterr().out
+
+
+def test_check_of_a_bundle_install_would_refuse_is_one_clear_error(tmp_path, capsys):
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text((Path(HELLO) / "manifest.json").read_text())
+    (bundle / "handler.py").write_text((Path(HELLO) / "handler.py").read_text())
+    (tmp_path / "secret.py").write_text("X = 1\n")
+    (bundle / "leak.py").symlink_to(tmp_path / "secret.py")
+    assert main(["check", str(bundle)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("protoreg check: leak.py in ") and "symlink pointing outside" in err
+    assert "Traceback" not in err
 
 
 def test_check_of_a_missing_directory_and_usage_errors(tmp_path, capsys):
     assert main(["check", str(tmp_path / "nope")]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert main(["check"]) == 2
+    assert "the following arguments are required: directory" in capsys.readouterr().err
     assert main([]) == 2
     assert main(["bogus"]) == 2
+    assert main(["schema", "extra"]) == 2
+
+
+def test_unexpected_errors_are_one_line_unless_debug(tmp_path, capsys, monkeypatch):
+    import protoreg.manifest
+
+    def explode(directory):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(protoreg.manifest, "load_manifest", explode)
+    assert main(["check", HELLO]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == ("protoreg check: internal error: KeyError: 'surprise'. Rerun with --debug for the "
+                           "traceback, and please report it")
+    assert main(["check", HELLO, "--debug"]) == 1  # --debug after the command, as the message suggests
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+    assert main(["--debug", "check", HELLO]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_protoreg_errors_show_their_message_and_a_traceback_only_with_debug(capsys, monkeypatch):
+    import protoreg.manifest
+    from protoreg.errors import InstallError
+
+    def refuse(directory):
+        raise InstallError("nope. Do this instead")
+
+    monkeypatch.setattr(protoreg.manifest, "load_manifest", refuse)
+    assert main(["check", HELLO]) == 1
+    assert capsys.readouterr().err == "protoreg check: nope. Do this instead\n"
+    assert main(["check", "--debug", HELLO]) == 1
+    assert "Traceback" in capsys.readouterr().err
 
 
 def test_schema_prints_valid_json_schema(capsys):
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert "protocol_handlers" in schema["properties"]
+    assert "uriHandlerScript" in schema["$defs"]["ProtocolHandler"]["properties"]
 
 
 def test_fetch_prints_status_headers_and_body(capsys):
@@ -60,18 +134,36 @@ def test_fetch_bad_input_is_one_line_without_traceback(capsys):
 
 
 def test_help_of_every_command_shows_an_example(capsys):
-    for cmd in ("check", "schema", "serve", "fetch", "doctor"):
-        assert main([cmd, "--help"]) == 0
-        assert "example: protoreg" in capsys.readouterr().out
+    for argv in (["check"], ["schema"], ["serve"], ["fetch"], ["doctor"], ["ipfs"], ["ipfs", "add"],
+                 ["ipfs", "import"], []):
+        assert main([*argv, "--help"]) == 0
+        assert "example: protoreg" in capsys.readouterr().out, argv
 
 
-def test_console_script_runs_in_a_real_process():
-    proc = subprocess.run([sys.executable, "-m", "protoreg.cli", "check", HELLO], capture_output=True, text=True,
-                          timeout=60)
+def run_cli(*argv, console_script=False):
+    exe = [str(Path(sys.executable).with_name("protoreg"))] if console_script else [sys.executable, "-m",
+                                                                                       "protoreg.cli"]
+    return subprocess.run([*exe, *argv], capture_output=True, text=True, timeout=60)
+
+
+def test_the_cli_runs_in_a_real_process(tmp_path):
+    good = run_cli("check", HELLO)
+    assert good.returncode == 0 and "OK: Hello scheme" in good.stdout, good.stderr
+    bad = run_cli("check", str(write_bad(tmp_path)))
+    assert bad.returncode == 1 and "4 problems" in bad.stderr and "Traceback" not in bad.stderr
+    missing = run_cli("check", str(tmp_path / "nonexistent-dir"))
+    assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    usage = run_cli("check")
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
+def test_the_console_script_prints_the_schema():
+    script = Path(sys.executable).with_name("protoreg")
+    if not script.exists():
+        pytest.skip("the protoreg console script is not installed next to this Python")
+    proc = run_cli("schema", console_script=True)
     assert proc.returncode == 0, proc.stderr
-    bad = subprocess.run([sys.executable, "-m", "protoreg.cli", "check", "/nonexistent-dir"], capture_output=True,
-                         text=True, timeout=60)
-    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "protocol_handlers" in json.loads(proc.stdout)["properties"]
 
 
 def test_doctor_reports_layers_and_fails_on_a_missing_required_one(capsys):
@@ -81,7 +173,7 @@ def test_doctor_reports_layers_and_fails_on_a_missing_required_one(capsys):
     out = capsys.readouterr().out
     assert "sandbox layers:" in out and "landlock" in out and "aiohttp" in out
     offered = [layer.name for layer in probe().layers if layer.active]
-    assert main(["doctor", *sum((["--require", n] for n in offered), [])]) == 0
+    assert main(["doctor", *[arg for n in offered for arg in ("--require", n)]]) == 0
     capsys.readouterr()
     assert main(["doctor", "--require", "warp-drive"]) == 1
     assert "required layer(s) unavailable: warp-drive" in capsys.readouterr().err
