@@ -131,6 +131,9 @@ def _bundle_path(value: str, info: ValidationInfo, what: str, *, python: bool) -
                     "copy the file into the extension directory instead of linking to it")
     if not full.resolve().is_file():
         raise _fail(f"the {what} path is not a regular file", f"point {what} at a file, not a directory")
+    if python and any((Path(root) / parent).is_symlink() for parent in pure.parents if parent.parts):
+        raise _fail(f"the {what} is inside a symlinked directory, which install does not follow",
+                    "move the script into a real directory of the bundle")
     return normalized
 
 

@@ -355,3 +355,11 @@ def test_an_entry_with_a_typo_still_reports_that_it_has_no_script_or_template(tm
     found, _ = problems(tmp_path, with_handler(uriHandlerScript=None, uriHandlerscript="h.py"))
     assert set(found) == {"protocol_handlers[0]", "protocol_handlers[0].uriHandlerscript"}
     assert "needs uriHandlerScript or uriTemplate" in found["protocol_handlers[0]"].message
+
+
+def test_a_script_reached_through_a_symlinked_directory_inside_the_bundle_is_rejected(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "h.py").write_text("x = 1\n")
+    os.symlink(tmp_path / "real", tmp_path / "alias")
+    problem = only(tmp_path, with_handler(uriHandlerScript="alias/h.py"), "protocol_handlers[0].uriHandlerScript")
+    assert "symlinked directory" in problem.message and "real directory" in problem.hint
