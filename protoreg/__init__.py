@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "Conflict": "protoreg.registry",
     "Extension": "protoreg.registry",
     "FetchResponse": "protoreg.response",
     "HandlerError": "protoreg.errors",
@@ -79,7 +80,7 @@ if TYPE_CHECKING:
     )
     from protoreg.messages import Request, Response
     from protoreg.origins import Origin
-    from protoreg.registry import Extension, Registry, SchemeEntry
+    from protoreg.registry import Conflict, Extension, Registry, SchemeEntry
     from protoreg.response import FetchResponse
     from protoreg.session import Session, TooManyRedirects
     from protoreg.worker.config import WorkerConfig

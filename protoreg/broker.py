@@ -91,7 +91,8 @@ class Broker:
         """The extension's read-write directory (created on demand) when it has the "storage" permission."""
         if self.data_root is None or "storage" not in self.grants(ext).permissions:
             return None
-        path = self.data_root / "".join(c if c.isalnum() or c in "-_.@" else "_" for c in ext.id)
+        # "ext-" keeps any id (even "..", which the manifest rules refuse anyway) a plain child of data_root.
+        path = self.data_root / ("ext-" + "".join(c if c.isalnum() or c in "-_.@" else "_" for c in ext.id))
         path.mkdir(parents=True, exist_ok=True)
         return path
 
