@@ -51,3 +51,15 @@ def test_the_inherited_ipc_socketpair_still_works_and_the_uid_view_is_kept(sandb
         child.close()
     assert (out["uid"], out["gid"]) == (os.getuid(), os.getgid())
     assert out["uid_map"] == [str(os.getuid()), str(os.getuid()), "1"]
+
+
+@needs("userns+netns")
+def test_a_socket_created_before_the_namespace_still_reaches_the_host_which_is_why_fds_and_landlock_matter(
+        sandbox, tcp_listener):
+    out = sandbox.run(f"""
+        attempt("connect", lambda: smuggled.connect({tuple(tcp_listener.address)!r}))
+    """, before="""
+        smuggled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ARGS["policy"]["keep_fds"] = [smuggled.fileno()]
+    """, layers=ONLY, expect=ONLY)
+    assert out["connect"] == "allowed" and tcp_listener.touched()
