@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from collections.abc import Callable
 
 from protoreg.sandbox import landlock, namespaces, seccomp
 from protoreg.sandbox._libc import PR_SET_NO_NEW_PRIVS, check, prctl
 from protoreg.sandbox.policy import LayerStatus, SandboxReport
 
 
-def _attempt(fn: Any) -> str | None:
+def _attempt(fn: Callable[[], object]) -> str | None:
     try:
         fn()
     except Exception as exc:  # the reason travels to the parent
