@@ -6,6 +6,7 @@ CSP (no script at all, one hash-pinned inline style, images only from itself).
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 from html import escape
 from pathlib import Path
@@ -22,7 +23,10 @@ _ICON_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-ic
                ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 
 
+@functools.lru_cache(maxsize=1)
 def _sandbox_report() -> dict[str, Any]:
+    """What the machine offers, probed once per process: probe() forks, which a threaded server shouldn't do
+    on every page load, and the kernel's layers don't change while it runs."""
     try:
         from protoreg.sandbox import probe
     except ImportError:
