@@ -54,7 +54,7 @@ def main() -> None:
     print(f"layers offered here: {', '.join(offered)}; N={n}")
     variants: list[tuple[str, SandboxPolicy | None]] = [("plain fork + exit", None)]
     base = {"read_paths": read_paths, "network_namespace": False, "landlock": False, "seccomp": False}
-    for label, extra in (("fds + rlimits + no_new_privs", {}), ("+ userns+netns", {"network_namespace": True}),
+    for label, extra in (("fds + rlimits + no_new_privs", {}), ("+ namespaces", {"network_namespace": True}),
                          ("+ landlock", {"network_namespace": True, "landlock": True}),
                          ("+ seccomp (full sandbox)", {"network_namespace": True, "landlock": True,
                                                        "seccomp": True})):

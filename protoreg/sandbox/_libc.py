@@ -58,3 +58,43 @@ def prctl_ptr(option: int, arg2: int, pointer: object) -> int:
 
 def unshare(flags: int) -> int:
     return int(_libc.unshare(flags))
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+
+# The mount API. open_tree, move_mount and mount_setattr have the same numbers on x86_64 and aarch64.
+SYS_OPEN_TREE = 428
+SYS_MOVE_MOUNT = 429
+SYS_MOUNT_SETATTR = 442
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(MACHINE, -1)
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = 0o2000000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 0x2
+
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> int:
+    enc = lambda s: None if s is None else os.fsencode(s)  # noqa: E731
+    return int(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)))
+
+
+def umount2(target: str, flags: int) -> int:
+    return int(_libc.umount2(os.fsencode(target), flags))

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 
 from protoreg.errors import SandboxError
-from protoreg.sandbox import landlock, namespaces, seccomp
+from protoreg.sandbox import landlock, mounts, namespaces, seccomp
 from protoreg.sandbox._libc import PR_SET_NO_NEW_PRIVS, check, prctl
 from protoreg.sandbox.inherit import close_fds
 from protoreg.sandbox.policy import LayerStatus, SandboxPolicy, SandboxReport
@@ -19,9 +19,15 @@ log = logging.getLogger("protoreg.sandbox")
 #: What to change when a required layer can't engage.
 FIXES = {
     "fds": "make /proc available to the worker, or drop 'fds' from the required layers",
-    "userns+netns": "enable unprivileged user namespaces (sysctl user.max_user_namespaces > 0, and on Debian/Ubuntu "
+    "namespaces": "enable unprivileged user namespaces (sysctl user.max_user_namespaces > 0, and on Debian/Ubuntu "
                     "kernel.unprivileged_userns_clone=1 or kernel.apparmor_restrict_unprivileged_userns=0), or drop "
-                    "'userns+netns' from the required layers",
+                    "'namespaces' from the required layers",
+    "filesystem": "use Linux 5.12 or later (open_tree, move_mount and mount_setattr) with the 'namespaces' layer "
+                  "active, or drop 'filesystem' from the required layers",
+    "cgroup": "run protoreg where it may create cgroups: as root, or inside a delegated cgroup v2 subtree whose "
+              "cgroup.subtree_control enables memory, cpu and pids (e.g. systemd-run --user --scope -p Delegate=yes "
+              "...), or drop 'cgroup' from the required layers; without it memory and CPU are bounded only by "
+              "RLIMIT_AS and the lifetime RLIMIT_CPU",
     "rlimits": "raise the hard limits the worker inherits, or drop 'rlimits' from the required layers",
     "no_new_privs": "use Linux 3.5 or later, or drop 'no_new_privs' from the required layers",
     "landlock": "boot a kernel with Landlock enabled (CONFIG_SECURITY_LANDLOCK=y and 'landlock' in the lsm= boot "
@@ -54,10 +60,14 @@ def apply_sandbox(policy: SandboxPolicy) -> SandboxReport:
                            "threads: Landlock and seccomp bind only the calling thread, and a threaded process can't "
                            "enter a user namespace. Call it first thing in the worker, before starting threads")
     abi = landlock.abi_version()
+    own_cgroup = _own_cgroup()  # read before the filesystem layer hides /proc
+    namespaced: list[bool] = []
     steps: list[tuple[str, bool, Callable[[], str]]] = [
         ("fds", True, lambda: f"kept 0-2 and {sorted(set(policy.keep_fds))}; closed {close_fds(policy.keep_fds)}"),
-        ("userns+netns", policy.network_namespace, _namespaces),
+        ("namespaces", policy.network_namespace, lambda: _namespaces(namespaced)),
+        ("filesystem", policy.filesystem, lambda: _filesystem(policy, namespaced)),
         ("rlimits", True, lambda: apply_rlimits(policy)),
+        ("cgroup", bool(policy.cgroup or policy.cgroup_unavailable), lambda: _cgroup(policy, own_cgroup)),
         ("no_new_privs", True, _no_new_privs),
         ("landlock", policy.landlock, lambda: _landlock(policy, abi)),
         ("seccomp", policy.seccomp, _seccomp),
@@ -81,9 +91,34 @@ def apply_sandbox(policy: SandboxPolicy) -> SandboxReport:
     return SandboxReport(tuple(layers))
 
 
-def _namespaces() -> str:
-    namespaces.enter_user_and_net_namespace()
-    return f"new user and network namespace (uid {os.getuid()} and gid {os.getgid()} mapped to themselves)"
+def _namespaces(done: list[bool]) -> str:
+    namespaces.enter_namespaces()
+    done.append(True)
+    return (f"new user, network, mount and IPC namespaces (uid {os.getuid()} and gid {os.getgid()} mapped to "
+            "themselves; no network interfaces; SysV and POSIX IPC of its own)")
+
+
+def _filesystem(policy: SandboxPolicy, namespaced: list[bool]) -> str:
+    if not namespaced:
+        raise SandboxError("needs the 'namespaces' layer (a mount namespace of its own), which is not active")
+    return mounts.build_root(policy.read_paths, policy.write_paths)
+
+
+def _own_cgroup() -> str:
+    try:
+        with open("/proc/self/cgroup") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _cgroup(policy: SandboxPolicy, own: str) -> str:
+    if not policy.cgroup:
+        raise SandboxError(policy.cgroup_unavailable or "the host did not place this worker in a cgroup")
+    name = policy.cgroup.split(":", 1)[0].strip()
+    if name and name not in own:
+        raise SandboxError(f"the host reported cgroup {name}, but /proc/self/cgroup does not list it")
+    return policy.cgroup
 
 
 def _no_new_privs() -> str:
@@ -94,7 +129,10 @@ def _no_new_privs() -> str:
 def _landlock(policy: SandboxPolicy, abi: int) -> str:
     if abi == 0:
         raise SandboxError("Landlock is not available in this kernel (landlock_create_ruleset reports no ABI)")
-    skipped = landlock.restrict(policy.read_paths, policy.write_paths, abi)
+    # The system files and devices the filesystem layer binds are granted here too (the same second fence).
+    skipped = landlock.restrict((*policy.read_paths, *mounts.SYSTEM_FILES), (*policy.write_paths, *mounts.DEVICES),
+                                abi)
+    skipped = [p for p in skipped if p not in mounts.SYSTEM_FILES]
     parts = [f"ABI {abi}: filesystem ({len(policy.read_paths)} read-only, {len(policy.write_paths)} read-write "
              "path(s), nothing else)"]
     parts.append("TCP bind/connect denied" if abi >= 4 else "TCP not covered (needs ABI 4)")

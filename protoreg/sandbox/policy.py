@@ -13,7 +13,7 @@ from typing import Any
 from protoreg.errors import SandboxError
 
 #: Layer names, in the order they are applied (docs/sandbox.md explains the order).
-LAYERS = ("fds", "userns+netns", "rlimits", "no_new_privs", "landlock", "seccomp")
+LAYERS = ("fds", "namespaces", "filesystem", "rlimits", "cgroup", "no_new_privs", "landlock", "seccomp")
 #: System library directories (read-only): shared libraries that extension modules such as ctypes load lazily.
 SYSTEM_LIB_DIRS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64")
 
@@ -28,9 +28,15 @@ class SandboxPolicy:
     rlimit_cpu: int | None = 3600            # CPU seconds over the worker's life (SIGXCPU, then SIGKILL 1 s later)
     rlimit_nofile: int | None = 256          # open file descriptors
     rlimit_nproc: int | None = 64            # processes of this uid (ignored for root: seccomp blocks fork instead)
-    network_namespace: bool = True           # a new user + network namespace
+    network_namespace: bool = True           # new user, network, mount and IPC namespaces (the "namespaces" layer)
+    filesystem: bool = True                  # a minimal root holding only read_paths and write_paths (needs namespaces)
+    memory_max: int | None = 1 << 30         # cgroup memory cap, bytes: every page the worker charges (anon, shm, memfd)
+    cpu_max: float | None = 1.0              # cgroup CPU cap, in CPUs (0.5 = half of one CPU), however many threads
+    pids_max: int | None = 256               # cgroup cap on tasks (threads included; seccomp forbids processes)
     landlock: bool = True
     seccomp: bool = True
+    cgroup: str | None = None                # set by the host: the cgroup it placed the worker in, with its caps
+    cgroup_unavailable: str = ""             # set by the host: why it could not (reported by the cgroup layer)
     required: frozenset[str] = frozenset()   # layers that must engage, or apply_sandbox raises SandboxError
     keep_fds: tuple[int, ...] = ()           # descriptors besides 0-2 that stay open (the IPC channel)
 
@@ -39,6 +45,12 @@ class SandboxPolicy:
                     for name in ("rlimit_as", "rlimit_cpu", "rlimit_nofile", "rlimit_nproc")
                     if getattr(self, name) is not None and not (isinstance(getattr(self, name), int)
                                                                 and getattr(self, name) > 0)]
+        if self.cpu_max is not None and not (isinstance(self.cpu_max, (int, float)) and 0.01 <= self.cpu_max <= 1024):
+            problems.append(f"cpu_max={self.cpu_max!r} (must be a number of CPUs between 0.01 and 1024, or None)")
+        for name in ("memory_max", "pids_max"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and value > 0):
+                problems.append(f"{name}={value!r} (must be a positive integer or None)")
         unknown = sorted(set(self.required) - set(LAYERS))
         if unknown:
             problems.append(f"unknown required layer(s) {', '.join(unknown)} (known: {', '.join(LAYERS)})")

@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Callable
 
-from protoreg.sandbox import landlock, namespaces, seccomp
+from protoreg.sandbox import cgroups, landlock, mounts, namespaces, seccomp
 from protoreg.sandbox._libc import PR_SET_NO_NEW_PRIVS, check, prctl
 from protoreg.sandbox.policy import LayerStatus, SandboxReport
 
@@ -22,7 +22,13 @@ def _attempt(fn: Callable[[], object]) -> str | None:
 def _try_layers(abi: int) -> dict[str, str | None]:
     """In the child: engage each restricting layer for real (an empty Landlock ruleset denies everything, which is
     fine: the child only writes to a pipe it already holds). None means it worked, else why not."""
-    out: dict[str, str | None] = {"userns+netns": _attempt(namespaces.enter_user_and_net_namespace)}
+    out: dict[str, str | None] = {"namespaces": _attempt(namespaces.enter_namespaces)}
+    if out["namespaces"] is None:
+        from protoreg.sandbox.policy import python_read_paths
+
+        out["filesystem"] = _attempt(lambda: mounts.build_root(python_read_paths(), ()))
+    else:
+        out["filesystem"] = "needs the 'namespaces' layer, which is not available"
     out["no_new_privs"] = _attempt(lambda: check(prctl(PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)"))
     out["landlock"] = ("landlock_create_ruleset reports no ABI: Landlock is not built in or not enabled "
                        "(lsm= boot parameter)") if abi == 0 else _attempt(lambda: landlock.restrict((), (), abi))
@@ -55,10 +61,11 @@ def probe() -> SandboxReport:
     try:
         failed: dict[str, str | None] = json.loads(b"".join(chunks))
     except ValueError:
-        failed = {name: "the probe child died before reporting" for name in ("userns+netns", "no_new_privs",
-                                                                             "landlock", "seccomp")}
+        failed = {name: "the probe child died before reporting" for name in ("namespaces", "filesystem",
+                                                                             "no_new_privs", "landlock", "seccomp")}
     details = {
-        "userns+netns": "unshare(CLONE_NEWUSER|CLONE_NEWNET) and a 1:1 uid/gid map work",
+        "namespaces": "unshare(CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWNS|CLONE_NEWIPC) and a 1:1 uid/gid map work",
+        "filesystem": "a minimal root (open_tree, mount_setattr, move_mount, pivot_root) can be built",
         "no_new_privs": "prctl(PR_SET_NO_NEW_PRIVS) works",
         "landlock": f"ABI {abi}: filesystem" + (", TCP bind/connect" if abi >= 4 else "")
                     + (", signal and abstract-socket scoping" if abi >= 6 else ""),
@@ -69,7 +76,7 @@ def probe() -> SandboxReport:
         why = failed.get(name)
         return LayerStatus(name, why is None, details[name] if why is None else why)
 
-    return SandboxReport((LayerStatus("fds", True, "always available (close_range)"), status("userns+netns"),
-                          LayerStatus("rlimits", True, "always available"), status("no_new_privs"),
-                          status("landlock"), status("seccomp")))
+    return SandboxReport((LayerStatus("fds", True, "always available (close_range)"), status("namespaces"),
+                          status("filesystem"), LayerStatus("rlimits", True, "always available"),
+                          cgroups.probe(), status("no_new_privs"), status("landlock"), status("seccomp")))
 

@@ -2,10 +2,16 @@
 
 Verdicts (everything else is allowed):
 
-* EPERM: sockets and socketpairs of any family but AF_UNIX; execve/execveat; ptrace, process_vm_readv/writev,
-  pidfd_getfd; mount, umount2, the new mount API, unshare, setns, chroot, pivot_root; bpf, perf_event_open;
-  keyctl/add_key/request_key; userfaultfd; io_uring_*; module loading, kexec, reboot, swapon/off, acct,
-  open_by_handle_at; fork/vfork and clone without CLONE_THREAD (threads work, processes don't: the fork-bomb
+* EPERM: ``socket`` for every family (the worker keeps only its inherited channel; ``socketpair`` of AF_UNIX stays
+  for asyncio's self-pipe), other socketpairs; execve/execveat; ptrace, process_vm_readv/writev, pidfd_getfd,
+  pidfd_open, kcmp, process_madvise, process_mrelease, migrate_pages, move_pages; mount, umount2, the new mount API
+  (open_tree, move_mount, fsopen, fsmount, fspick, mount_setattr, open_tree_attr), unshare, setns, chroot,
+  pivot_root; bpf, perf_event_open; keyctl/add_key/request_key; userfaultfd; io_uring_*; module loading, kexec,
+  reboot, swapon/off, acct, quotactl, syslog, open_by_handle_at, name_to_handle_at; file metadata changes (chmod,
+  fchmod, fchmodat, fchmodat2, chown, fchown, lchown, fchownat, utime, utimes, futimesat, utimensat, the set/remove
+  xattr calls) and mknod/mknodat; watches (inotify_init/init1/add_watch, fanotify_init/mark); System V IPC (shm*,
+  sem*, msg*) and POSIX message queues (mq_*); memfd_create and memfd_secret (memory outside the address-space
+  limit); setpriority; fork/vfork and clone without CLONE_THREAD (threads work, processes don't: the fork-bomb
   defence that also holds for root, whom RLIMIT_NPROC ignores); kill, tkill, tgkill, rt_sigqueueinfo and
   rt_tgsigqueueinfo aimed at any pid but our own, and pidfd_send_signal; setrlimit, and prlimit64 with a new limit
   (so the rlimits layer can't be undone); ioctl TIOCSTI/TIOCLINUX (typing into the controlling terminal).
@@ -54,7 +60,15 @@ _DENY = ("execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev"
          "chroot", "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "userfaultfd", "io_uring_setup",
          "io_uring_enter", "io_uring_register", "init_module", "finit_module", "delete_module", "kexec_load",
          "kexec_file_load", "reboot", "swapon", "swapoff", "acct", "open_by_handle_at", "fork", "vfork",
-         "pidfd_send_signal", "setrlimit")
+         "pidfd_send_signal", "setrlimit", "socket", "pidfd_open", "kcmp", "process_madvise", "process_mrelease",
+         "migrate_pages", "move_pages", "mount_setattr", "open_tree_attr", "quotactl", "quotactl_fd", "syslog",
+         "name_to_handle_at", "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
+         "utime", "utimes", "futimesat", "utimensat", "setxattr", "lsetxattr", "fsetxattr", "setxattrat",
+         "removexattr", "lremovexattr", "fremovexattr", "removexattrat", "mknod", "mknodat", "inotify_init",
+         "inotify_init1", "inotify_add_watch", "fanotify_init", "fanotify_mark", "shmget", "shmat", "shmctl", "shmdt",
+         "semget", "semop", "semtimedop", "semctl", "msgget", "msgsnd", "msgrcv", "msgctl", "mq_open", "mq_unlink",
+         "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr", "memfd_create", "memfd_secret",
+         "setpriority")
 #: Signal syscalls whose first argument is the target (thread group) id: allowed only towards ourselves.
 _SIGNAL_OWN_PID = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
 
@@ -70,7 +84,18 @@ ARCHES: dict[str, tuple[int, dict[str, int]]] = {
         "kexec_file_load": 320, "reboot": 169, "swapon": 167, "swapoff": 168, "acct": 163,
         "open_by_handle_at": 304, "fork": 57, "vfork": 58, "clone": 56, "clone3": 435, "kill": 62, "tkill": 200,
         "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297, "pidfd_send_signal": 424,
-        "setrlimit": 160, "prlimit64": 302, "ioctl": 16}),
+        "setrlimit": 160, "prlimit64": 302, "ioctl": 16, "pidfd_open": 434, "kcmp": 312, "process_madvise": 440,
+        "process_mrelease": 448, "migrate_pages": 256, "move_pages": 279, "mount_setattr": 442,
+        "open_tree_attr": 467, "quotactl": 179, "quotactl_fd": 443, "syslog": 103, "name_to_handle_at": 303,
+        "chmod": 90, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452, "chown": 92, "fchown": 93, "lchown": 94,
+        "fchownat": 260, "utime": 132, "utimes": 235, "futimesat": 261, "utimensat": 280, "setxattr": 188,
+        "lsetxattr": 189, "fsetxattr": 190, "setxattrat": 463, "removexattr": 197, "lremovexattr": 198,
+        "fremovexattr": 199, "removexattrat": 466, "mknod": 133, "mknodat": 259, "inotify_init": 253,
+        "inotify_init1": 294, "inotify_add_watch": 254, "fanotify_init": 300, "fanotify_mark": 301, "shmget": 29,
+        "shmat": 30, "shmctl": 31, "shmdt": 67, "semget": 64, "semop": 65, "semtimedop": 220, "semctl": 66,
+        "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71, "mq_open": 240, "mq_unlink": 241,
+        "mq_timedsend": 242, "mq_timedreceive": 243, "mq_notify": 244, "mq_getsetattr": 245, "memfd_create": 319,
+        "memfd_secret": 447, "setpriority": 141}),
     "aarch64": (0xC00000B7, {  # the generic table: no fork/vfork syscalls at all
         "socket": 198, "socketpair": 199, "execve": 221, "execveat": 281, "ptrace": 117, "process_vm_readv": 270,
         "process_vm_writev": 271, "pidfd_getfd": 438, "mount": 40, "umount2": 39, "open_tree": 428,
@@ -81,7 +106,16 @@ ARCHES: dict[str, tuple[int, dict[str, int]]] = {
         "kexec_file_load": 294, "reboot": 142, "swapon": 224, "swapoff": 225, "acct": 89,
         "open_by_handle_at": 265, "clone": 220, "clone3": 435, "kill": 129, "tkill": 130, "tgkill": 131,
         "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240, "pidfd_send_signal": 424, "setrlimit": 164,
-        "prlimit64": 261, "ioctl": 29}),
+        "prlimit64": 261, "ioctl": 29, "pidfd_open": 434, "kcmp": 272, "process_madvise": 440,
+        "process_mrelease": 448, "migrate_pages": 238, "move_pages": 239, "mount_setattr": 442,
+        "open_tree_attr": 467, "quotactl": 60, "quotactl_fd": 443, "syslog": 116, "name_to_handle_at": 264,
+        "fchmod": 52, "fchmodat": 53, "fchmodat2": 452, "fchown": 55, "fchownat": 54, "utimensat": 88,
+        "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "setxattrat": 463, "removexattr": 14, "lremovexattr": 15,
+        "fremovexattr": 16, "removexattrat": 466, "mknodat": 33, "inotify_init1": 26, "inotify_add_watch": 27,
+        "fanotify_init": 262, "fanotify_mark": 263, "shmget": 194, "shmctl": 195, "shmat": 196, "shmdt": 197,
+        "semget": 190, "semctl": 191, "semtimedop": 192, "semop": 193, "msgget": 186, "msgctl": 187, "msgrcv": 188,
+        "msgsnd": 189, "mq_open": 180, "mq_unlink": 181, "mq_timedsend": 182, "mq_timedreceive": 183,
+        "mq_notify": 184, "mq_getsetattr": 185, "memfd_create": 279, "memfd_secret": 447, "setpriority": 140}),
 }
 
 
@@ -113,7 +147,7 @@ def build_filter(machine: str = MACHINE, pid: int | None = None) -> bytes:
         if name in table:
             prog += [_ins(JEQ_K, table[name], 0, 1), _ret(eperm)]
     prog += [_ins(JEQ_K, table["clone3"], 0, 1), _ret(enosys)]
-    for name in ("socket", "socketpair"):  # AF_UNIX only
+    for name in ("socketpair",):  # AF_UNIX only
         prog += [_ins(JEQ_K, table[name], 0, 4), _ins(LD_W_ABS, arg_lo(0)), _ins(JEQ_K, AF_UNIX, 0, 1),
                  _ret(RET_ALLOW), _ret(eperm)]
     # clone: threads only. The flags are the first argument on x86_64 and aarch64 alike.

@@ -82,7 +82,10 @@ def main() -> None:
     if spec is not None:
         from protoreg.worker import audit
 
-        audit.install(config["label"], spec.get("read_paths", ()), spec.get("write_paths", ()))
+        from protoreg.sandbox.mounts import DEVICES, SYSTEM_FILES
+
+        audit.install(config["label"], (*spec.get("read_paths", ()), *SYSTEM_FILES),
+                      (*spec.get("write_paths", ()), *DEVICES))
     from protoreg.worker.serve import run
 
     run(sock, config, files, sandbox)

@@ -23,6 +23,15 @@ __all__ = ["WorkerManager"]
 log = logging.getLogger("protoreg.worker")
 
 
+def _caps(spec: Any) -> Any:
+    """The cgroup caps of a sandbox spec (SandboxPolicy's defaults where the spec is silent)."""
+    from protoreg.sandbox.cgroups import Caps
+    from protoreg.sandbox.policy import SandboxPolicy
+
+    default = SandboxPolicy()
+    return Caps(*(spec.get(k, getattr(default, k)) for k in ("memory_max", "cpu_max", "pids_max")))
+
+
 class WorkerManager:
     """Starts, multiplexes and stops the worker processes of the extensions in one registry."""
 
@@ -41,6 +50,7 @@ class WorkerManager:
         self._reaper: asyncio.Task[None] | None = None
         self._unsubscribe: Any = None
         self._closed = False
+        self._warned_cgroup = False
 
     async def start(self) -> None:
         if self.config.prestart:
@@ -60,12 +70,30 @@ class WorkerManager:
     # -- starting workers -------------------------------------------------------------------------------------
     async def _spawn(self) -> WorkerProcess:
         worker = await WorkerProcess.spawn(self.config)
+        if self.config.sandbox is not None:
+            self._place_in_cgroup(worker)
         self._processes.add(worker)
         worker.exited.add_done_callback(lambda _f: self._processes.discard(worker))
         if self._closed:
             await worker.stop()
             raise WorkerCrashed("the session closed while a worker was starting")
         return worker
+
+    def _place_in_cgroup(self, worker: WorkerProcess) -> None:
+        """Move a new worker into a cgroup of its own (default caps until it is specialised), before it runs any
+        extension code. Where the host can't, the reason is reported by the worker's cgroup layer."""
+        from protoreg.sandbox import cgroups
+
+        try:
+            worker.cgroup = cgroups.create(worker.pid, _caps(self.config.sandbox or {}))
+        except OSError as exc:
+            worker.cgroup_error = str(exc)
+            if not self._warned_cgroup:
+                self._warned_cgroup = True
+                log.warning("workers run without cgroup caps (memory and CPU bounded by rlimits only): %s", exc)
+            return
+        group = worker.cgroup
+        worker.exited.add_done_callback(lambda _f: group.remove())
 
     def _replenish_spare(self) -> None:
         if not self._closed and (self._spare is None or self._spare.done()):
@@ -96,15 +124,22 @@ class WorkerManager:
         spec["required"] = sorted(spec.get("required", ()))
         return spec
 
-    def init_config(self, ext: Extension) -> dict[str, Any]:
+    def init_config(self, ext: Extension, worker: WorkerProcess | None = None) -> dict[str, Any]:
         handlers = {h.protocol: h.uriHandlerScript for h in ext.manifest.protocol_handlers if h.uriHandlerScript}
+        spec = self.sandbox_spec(ext)
+        if spec is not None and worker is not None:
+            if worker.cgroup is not None:
+                worker.cgroup.set_caps(_caps(spec))
+                spec["cgroup"] = worker.cgroup.describe()
+            else:
+                spec["cgroup_unavailable"] = worker.cgroup_error or "the host did not create a cgroup"
         return {"label": ext.id, "extension": {"id": ext.id, "name": ext.name, "version": ext.version},
-                "handlers": handlers, "window": self.config.window, "sandbox": self.sandbox_spec(ext),
+                "handlers": handlers, "window": self.config.window, "sandbox": spec,
                 "bundle_root": str(ext.root), "data_dir": str(data) if (data := self.data_dir(ext)) else None}
 
     async def _start_worker(self, ext: Extension) -> WorkerProcess:
         worker = await self._take_spare()
-        payload = encode_init(self.init_config(ext), dict(ext.files))
+        payload = encode_init(self.init_config(ext, worker), dict(ext.files))
         worker.on_call = self.on_call
         hello = await worker.specialise(ext.id, payload)
         for scheme, err in (hello.get("load_errors") or {}).items():

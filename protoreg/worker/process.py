@@ -72,6 +72,9 @@ class WorkerProcess:
         #: True when the host asked it to stop (idle, uninstall, shutdown): its exit is not a crash.
         self.stopped_by_host = False
         self.violation: str | None = None
+        #: The cgroup holding this worker (set by the manager), or why there is none.
+        self.cgroup: Any = None
+        self.cgroup_error: str = ""
         self._streams: dict[int, WorkerStream] = {}
         self._next_id = 1
         self._hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()

@@ -23,7 +23,7 @@ from protoreg.sandbox import default_read_paths, probe
 
 OFFERED = {layer.name: layer for layer in probe().layers}
 ROOT = Path(__file__).resolve().parents[2]
-ALL_LAYERS = ("userns+netns", "landlock", "seccomp")
+ALL_LAYERS = ("namespaces", "filesystem", "landlock", "seccomp")
 
 
 def needs(*layers: str) -> pytest.MarkDecorator:
@@ -91,7 +91,8 @@ class Sandbox:
 
     def policy(self, layers: tuple[str, ...] = ALL_LAYERS, **overrides: Any) -> dict[str, Any]:
         policy: dict[str, Any] = {"read_paths": list(default_read_paths(self.bundle)),
-                                  "write_paths": [str(self.data)], "network_namespace": "userns+netns" in layers,
+                                  "write_paths": [str(self.data)], "network_namespace": "namespaces" in layers,
+                                  "filesystem": "filesystem" in layers,
                                   "landlock": "landlock" in layers, "seccomp": "seccomp" in layers}
         policy.update(overrides)
         return policy

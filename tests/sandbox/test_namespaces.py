@@ -9,10 +9,10 @@ import socket
 
 from tests.sandbox.conftest import needs
 
-ONLY = ("userns+netns",)
+ONLY = ("namespaces",)
 
 
-@needs("userns+netns")
+@needs("namespaces")
 def test_the_namespace_alone_leaves_no_route_to_a_live_tcp_listener(sandbox, tcp_listener):
     out = sandbox.run(f"""
         attempt("connect", lambda: socket.create_connection({tuple(tcp_listener.address)!r}, timeout=2))
@@ -23,7 +23,7 @@ def test_the_namespace_alone_leaves_no_route_to_a_live_tcp_listener(sandbox, tcp
     assert not tcp_listener.touched()
 
 
-@needs("userns+netns")
+@needs("namespaces")
 def test_the_namespace_alone_stops_udp_and_host_abstract_sockets(sandbox, udp_listener, abstract_listener):
     out = sandbox.run(f"""
         attempt("udp", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", {udp_listener.address!r}))
@@ -33,7 +33,7 @@ def test_the_namespace_alone_stops_udp_and_host_abstract_sockets(sandbox, udp_li
     assert not udp_listener.touched() and not abstract_listener.touched()
 
 
-@needs("userns+netns")
+@needs("namespaces")
 def test_the_inherited_ipc_socketpair_still_works_and_the_uid_view_is_kept(sandbox):
     parent, child = socket.socketpair()
     os.set_inheritable(child.fileno(), True)
@@ -53,7 +53,7 @@ def test_the_inherited_ipc_socketpair_still_works_and_the_uid_view_is_kept(sandb
     assert out["uid_map"] == [str(os.getuid()), str(os.getuid()), "1"]
 
 
-@needs("userns+netns")
+@needs("namespaces")
 def test_a_socket_created_before_the_namespace_still_reaches_the_host_which_is_why_fds_and_landlock_matter(
         sandbox, tcp_listener):
     out = sandbox.run(f"""

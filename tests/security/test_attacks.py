@@ -14,7 +14,7 @@ import pytest
 
 from tests.security.conftest import attack, needs, victim_still_serves
 
-EACCES, EPERM = errno.EACCES, errno.EPERM
+EACCES, EPERM, ENOENT, EROFS = errno.EACCES, errno.EPERM, errno.ENOENT, errno.EROFS
 
 
 def logged(caplog, needle: str) -> bool:
@@ -30,7 +30,7 @@ def logged(caplog, needle: str) -> bool:
 async def test_reading_outside_the_bundle_is_denied_and_explained(arena, name, query, explains):
     session, _, caplog = arena
     out = await attack(session, name, **query)
-    assert out["result"] == EACCES, out
+    assert out["result"] in (ENOENT, EACCES), out  # not in the worker's filesystem at all, or Landlock
     await victim_still_serves(session)
     await asyncio.sleep(0.1)
     assert logged(caplog, explains)
@@ -40,7 +40,7 @@ async def test_reading_outside_the_bundle_is_denied_and_explained(arena, name, q
 async def test_another_extensions_bundle_is_unreadable(arena):
     session, victim, _ = arena
     out = await attack(session, "file", path=str(victim.root / "handler.py"))
-    assert out["result"] == EACCES
+    assert out["result"] in (ENOENT, EACCES)
 
 
 @needs("landlock")
@@ -48,7 +48,7 @@ async def test_writing_outside_the_data_dir_is_denied(arena, tmp_path):
     session, _, caplog = arena
     target = tmp_path / "pwned.txt"
     out = await attack(session, "write", path=str(target))
-    assert out["result"] == EACCES and not target.exists()
+    assert out["result"] in (EROFS, EACCES) and not target.exists()
     await asyncio.sleep(0.1)
     assert logged(caplog, "tried to write")
 
@@ -119,7 +119,7 @@ async def test_fd_exhaustion_stops_at_the_limit_and_the_worker_recovers(arena):
     session, _, _ = arena
     out = await attack(session, "fds")
     assert out["result"] == errno.EMFILE
-    assert (await attack(session, "passwd"))["result"] in (EACCES, "allowed")  # the worker still answers
+    assert (await attack(session, "passwd"))["result"] in (ENOENT, EACCES, "allowed")  # the worker still answers
 
 
 @needs("landlock")
