@@ -13,7 +13,6 @@ import asyncio
 import base64
 import ipaddress
 import logging
-import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from protoreg._fs import remove_tree
 from protoreg.audit import AuditLog
 from protoreg.errors import PermissionDenied
 from protoreg.matchpatterns import MatchPattern, parse_pattern
@@ -38,6 +38,30 @@ log = logging.getLogger("protoreg.broker")
 MAX_FETCH_BODY = 16 * 1024 * 1024
 MAX_STORED_VALUE = 128 * 1024
 MAX_REDIRECTS = 10
+#: Defaults of the per-extension limits (WorkerConfig.max_concurrent_fetches and storage_quota override them).
+MAX_CONCURRENT_FETCHES = 16
+STORAGE_QUOTA = 64 * 1024 * 1024
+#: Request headers Fetch removes when a redirect leaves the origin that was granted the credentials.
+_CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie")
+#: IPv6 prefixes that carry an IPv4 address, which then decides (NAT64 and 6to4 reach IPv4 hosts).
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_6TO4 = ipaddress.IPv6Network("2002::/16")
+
+
+def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``ip`` is globally routable unicast: not private, loopback, link-local, shared (100.64.0.0/10),
+    site-local (fec0::/10), multicast, reserved or unspecified, including IPv4 addresses inside IPv4-mapped,
+    NAT64 and 6to4 IPv6 addresses."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return is_public_address(ip.ipv4_mapped)
+        if any(ip in net for net in _NAT64):
+            return is_public_address(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if ip in _6TO4:
+            return is_public_address(ipaddress.IPv4Address((int(ip) >> 80) & 0xFFFFFFFF))
+        if ip.is_site_local:
+            return False
+    return ip.is_global and not ip.is_multicast
 
 
 @dataclass(frozen=True)
@@ -75,13 +99,25 @@ def _describe(ext: Extension, scheme_hint: str | None) -> str:
     return f"{who}(extension {ext.id})"
 
 
+def _dir_name(ext_id: str) -> str:
+    # "ext-" keeps any id (even "..", which the manifest rules refuse anyway) a plain child of data_root.
+    return "ext-" + "".join(c if c.isalnum() or c in "-_.@" else "_" for c in ext_id)
+
+
 class Broker:
     def __init__(self, *, audit: AuditLog | None = None, storage: StorageStore | None = None,
-                 data_root: Path | None = None, allow_private_networks: bool = False) -> None:
+                 data_root: Path | None = None, allow_private_networks: bool = False,
+                 allow_networks: tuple[str, ...] = (), max_concurrent_fetches: int = MAX_CONCURRENT_FETCHES,
+                 storage_quota: int = STORAGE_QUOTA) -> None:
         self.audit = audit or AuditLog()
         self.storage = storage or StorageStore()
         self.data_root = data_root
         self.allow_private_networks = allow_private_networks
+        #: Non-public networks the host grants (CIDRs), e.g. a company's 10.0.0.0/8.
+        self.allow_networks = tuple(ipaddress.ip_network(n, strict=False) for n in allow_networks)
+        self.max_concurrent_fetches = max_concurrent_fetches
+        self.storage_quota = storage_quota
+        self._fetching: dict[str, int] = {}
 
     # -- grants -----------------------------------------------------------------------------------------------
     def grants(self, ext: Extension) -> Grants:
@@ -91,18 +127,25 @@ class Broker:
         """The extension's read-write directory (created on demand) when it has the "storage" permission."""
         if self.data_root is None or "storage" not in self.grants(ext).permissions:
             return None
-        # "ext-" keeps any id (even "..", which the manifest rules refuse anyway) a plain child of data_root.
-        path = self.data_root / ("ext-" + "".join(c if c.isalnum() or c in "-_.@" else "_" for c in ext.id))
+        path = self.data_root / _dir_name(ext.id)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def forget(self, ext: Extension) -> None:
-        """Uninstall: remove the extension's storage partitions and data directory."""
+        """Uninstall: remove the extension's storage partitions and data directory.
+
+        The directory is first renamed aside (atomic), so a reinstall never sees the old data even if removing a
+        pathological tree (very deep, huge) fails part-way; the removal itself is iterative (no recursion limit).
+        """
         removed = self.storage.delete_extension(ext.id)
         if self.data_root is not None:
-            path = self.data_dir(ext)
-            if path is not None:
-                shutil.rmtree(path, ignore_errors=True)
+            path = self.data_root / _dir_name(ext.id)
+            if path.exists():
+                try:
+                    remove_tree(path)
+                except OSError as exc:
+                    log.error("could not remove all of %s's data directory (%s); what remains was moved aside "
+                              "and is never given to an extension", ext.id, exc)
         log.info("removed %d stored values and the data directory of %s", removed, ext.id)
 
     # -- calls ------------------------------------------------------------------------------------------------
@@ -136,6 +179,13 @@ class Broker:
             if len(raw) > MAX_STORED_VALUE:
                 raise PermissionDenied(f"storage.set of {len(raw)} bytes exceeds the {MAX_STORED_VALUE}-byte limit "
                                        "per value; split the value")
+            used = self.storage.usage(ext.id) - self.storage.size(ext.id, origin, key)
+            if used + len(key.encode()) + len(raw) > self.storage_quota:
+                raise self._deny(ext, origin, "storage.set", key, (
+                    f"{_describe(ext, scheme)} tried to store {len(raw)} bytes under {key!r}: the extension "
+                    f"already stores {used} bytes, and its storage quota is {self.storage_quota} bytes "
+                    "(WorkerConfig.storage_quota). Delete values it no longer needs, or ask the host for a larger "
+                    "quota"))
             self.storage.set(ext.id, origin, key, raw)
             return None
         if op == "delete":
@@ -154,18 +204,38 @@ class Broker:
             raise PermissionDenied(f"could not resolve {host}: {exc}") from None
         results: list[ResolveResult] = []
         for family, _type, proto, _canon, sockaddr in infos:
-            ip = ipaddress.ip_address(sockaddr[0])
-            if not self.allow_private_networks and (ip.is_private or ip.is_loopback or ip.is_link_local
-                                                    or ip.is_multicast or ip.is_reserved or ip.is_unspecified):
-                kind = "loopback" if ip.is_loopback else "link-local" if ip.is_link_local else "private"
+            ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+            granted = self.allow_private_networks or any(ip in net for net in self.allow_networks
+                                                         if net.version == ip.version)
+            if not granted and not is_public_address(ip):
+                kind = ("loopback" if ip.is_loopback else "link-local" if ip.is_link_local else
+                        "multicast" if ip.is_multicast else "private or otherwise not globally routable")
                 raise PermissionDenied(
                     f"{host} resolves to {ip}, a {kind} address: refused to prevent server-side request forgery. "
-                    "Set allow_private_networks=True in the host's WorkerConfig to allow it")
+                    f"Grant that network with WorkerConfig(allow_networks=[\"{ip}/32\"]) (or "
+                    "allow_private_networks=True for every one) in the host to allow it")
             results.append({"hostname": host, "host": str(ip), "port": port, "family": family, "proto": proto,
                             "flags": socket.AI_NUMERICHOST})
         return results
 
     async def _fetch(self, ext: Extension, origin: str, scheme: str | None, args: dict[str, Any]) -> Any:
+        running = self._fetching.get(ext.id, 0)
+        if running >= self.max_concurrent_fetches:
+            raise self._deny(ext, origin, "fetch", str(args.get("url")), (
+                f"{_describe(ext, scheme)} tried to start a fetch while {running} of its fetches are running: the "
+                f"limit is {self.max_concurrent_fetches} concurrent fetches per extension "
+                "(WorkerConfig.max_concurrent_fetches). Wait for a fetch to finish before starting another"))
+        self._fetching[ext.id] = running + 1
+        try:
+            return await self._fetch_hops(ext, origin, scheme, args)
+        finally:
+            left = self._fetching[ext.id] - 1
+            if left:
+                self._fetching[ext.id] = left
+            else:
+                del self._fetching[ext.id]
+
+    async def _fetch_hops(self, ext: Extension, origin: str, scheme: str | None, args: dict[str, Any]) -> Any:
         url_text = args.get("url")
         method = str(args.get("method", "GET")).upper()
         headers = args.get("headers") or []
@@ -197,7 +267,10 @@ class Broker:
                     allow_redirects=False, timeout=aiohttp.ClientTimeout(total=30)) as resp:
                 location = resp.headers.get("Location")
                 if resp.status in (301, 302, 303, 307, 308) and location:
-                    url = url.join(URL(location))
+                    nxt = url.join(URL(location))
+                    if (nxt.scheme, nxt.host, nxt.port) != (url.scheme, url.host, url.port):
+                        headers = [h for h in headers if str(h[0]).lower() not in _CREDENTIAL_HEADERS]
+                    url = nxt
                     if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
                         method, body = "GET", None
                     continue

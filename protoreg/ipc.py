@@ -41,6 +41,11 @@ MAX_CHUNK: Final = 256 * 1024          # largest DATA payload a sender produces
 MAX_CONTROL: Final = 256 * 1024        # largest JSON payload accepted from a peer
 MAX_INIT: Final = 256 * 1024 * 1024    # INIT carries the bundle's verified files (parent -> worker only)
 DEFAULT_WINDOW: Final = 2 * 1024 * 1024
+#: What a DATA frame costs in flow-control credit besides its payload, on both sides: a stream's window bounds the
+#: frames queued for it as well as its bytes (a peer can't queue millions of tiny chunks).
+FRAME_COST: Final = 64
+#: Bytes the strict side lets queue towards its peer (replies it has not read) before it gives up on the peer.
+MAX_QUEUED: Final = 64 * 1024 * 1024
 _CREDIT: Final = struct.Struct("!I")
 
 
@@ -169,7 +174,7 @@ class InboundBody:
                 if timer is not None:
                     timer.cancel()
         chunk = self._chunks.popleft()
-        self._return_credit(len(chunk), not self._chunks)
+        self._return_credit(len(chunk) + FRAME_COST, not self._chunks)
         return chunk
 
 
@@ -214,6 +219,8 @@ class Channel(asyncio.Protocol):
         self.max_stream = 0
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        #: Credit for frames that may still arrive on streams this side closed early (what the peer had in flight).
+        self._late_budget = 0
         self.closed = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------------
@@ -277,12 +284,15 @@ class Channel(asyncio.Protocol):
 
     def _dispatch(self, ftype: int, stream: int, payload: bytes) -> None:
         if ftype == FrameType.DATA:
+            if self._strict and not payload:
+                raise ProtocolViolation(f"empty DATA frame on stream {stream}")
             body = self._inbound.get(stream)
             if body is None:
                 if self._strict and stream > self.max_stream:
                     raise ProtocolViolation(f"DATA for stream {stream}, which was never opened")
+                self.charge_late(stream, len(payload) + FRAME_COST)
                 return  # late data for a stream this side already aborted
-            pending = self._unacked.get(stream, 0) + len(payload)
+            pending = self._unacked.get(stream, 0) + len(payload) + FRAME_COST
             if pending > self._window:
                 raise ProtocolViolation(f"stream {stream} sent {pending} bytes past its {self._window}-byte window")
             self._unacked[stream] = pending
@@ -294,6 +304,7 @@ class Channel(asyncio.Protocol):
             if body is None:
                 if self._strict and stream > self.max_stream:
                     raise ProtocolViolation(f"END for stream {stream}, which was never opened")
+                self.charge_late(stream, FRAME_COST)
                 return
             body.feed_eof()
             self._on_frame(ftype, stream, payload)
@@ -312,11 +323,29 @@ class Channel(asyncio.Protocol):
         else:
             self._on_frame(ftype, stream, payload)
 
+    def charge_late(self, stream: int, cost: int) -> None:
+        """Account for a frame on a stream this side closed early; past what the peer could have had in flight,
+        the strict side treats such frames as a violation (a flood on dead streams)."""
+        if not self._strict:
+            return
+        self._late_budget -= cost
+        if self._late_budget < 0:
+            raise ProtocolViolation(f"frames for stream {stream}, which is closed, beyond what was in flight")
+
     # -- sending ----------------------------------------------------------------------------------------------
+    def _check_queue(self) -> None:
+        """The strict side gives up on a peer that stops reading while replies pile up for it."""
+        if self._strict and self._transport is not None:
+            queued = self._transport.get_write_buffer_size()
+            if queued > MAX_QUEUED:
+                self._violate(ProtocolViolation(f"stopped reading its channel ({queued} bytes queued for it)"))
+
     def send(self, ftype: FrameType, stream: int, payload: bytes = b"") -> None:
         if self._transport is None or self.closed:
             raise ConnectionResetError("channel closed")
         self._transport.write(HEADER.pack(ftype, 0, stream, len(payload)) + payload)
+        if ftype != FrameType.INIT:
+            self._check_queue()
 
     def send_json(self, ftype: FrameType, stream: int, obj: Any) -> None:
         self.send(ftype, stream, encode_json(obj))
@@ -346,6 +375,8 @@ class Channel(asyncio.Protocol):
         self._consumed_acc.pop(stream, None)
         if body is not None and exc is not None:
             body.set_exception(exc)
+        if body is not None or exc is not None:  # closed early: the peer may still have a window in flight
+            self._late_budget += self._window + 4 * FRAME_COST
 
     def _consumed(self, stream: int, n: int, drained: bool) -> None:
         """Return credit as the consumer reads: in batches, or at once when it has caught up."""
@@ -374,15 +405,15 @@ class Channel(asyncio.Protocol):
             out = self._outbound.get(stream)
             if out is None:
                 raise ConnectionAbortedError("stream closed")
-            if out.credit <= 0:
+            if out.credit <= FRAME_COST:
                 out.waiter = asyncio.get_running_loop().create_future()
                 try:
                     await out.waiter
                 finally:
                     out.waiter = None
                 continue
-            n = min(len(view), out.credit, MAX_CHUNK)
-            out.credit -= n
+            n = min(len(view), out.credit - FRAME_COST, MAX_CHUNK)
+            out.credit -= n + FRAME_COST
             if self._transport is None or self.closed:
                 raise ConnectionResetError("channel closed")
             self._transport.writelines((HEADER.pack(FrameType.DATA, 0, stream, n), view[:n]))

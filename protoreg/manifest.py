@@ -254,6 +254,10 @@ class Manifest(BaseModel):
         default_factory=list, description="Match patterns of the hosts the handler may fetch.")
     content_security_policy: ContentSecurityPolicy | None = Field(
         None, description="protocol_pages: a CSP added to every response of this extension's schemes.")
+    origin_isolation: Literal["extension", "origin"] = Field(
+        "extension", description='"origin": one worker process per origin (scheme://host), so a compromised handler '
+                                 "serving one origin can't reach another origin's storage or requests; "
+                                 '"extension" (default): one pool of workers serves every origin of the extension.')
 
     @field_validator("version")
     @classmethod

@@ -83,7 +83,10 @@ class Session:
             self._tempdir = tempfile.mkdtemp(prefix="protoreg-state-")
             state, storage = Path(self._tempdir), StorageStore()
         self.broker = Broker(storage=storage, data_root=state / "data",
-                             allow_private_networks=self.config.allow_private_networks)
+                             allow_private_networks=self.config.allow_private_networks,
+                             allow_networks=tuple(self.config.allow_networks),
+                             max_concurrent_fetches=self.config.max_concurrent_fetches,
+                             storage_quota=self.config.storage_quota)
         self.workers = WorkerManager(registry, self.config, on_call=self._on_call, data_dir=self.broker.data_dir)
         self._unsubscribe = registry.subscribe(self._on_registry_event)
         self._watchdogs: set[asyncio.Task[bool]] = set()
@@ -105,6 +108,8 @@ class Session:
             raise PermissionDenied(f"{msg.get('cap')}: the extension {worker.label} is no longer installed")
         url = URL(stream.url, encoded=True)
         origin = self.registry.origin(url).serialize()
+        if worker.bound_origin is not None and origin != worker.bound_origin:  # can't happen: defence in depth
+            raise PermissionDenied(f"{msg.get('cap')}: the worker of {worker.bound_origin} named a request of {origin}")
         return await self.broker.call(ext, origin, url.scheme, str(msg["cap"]), msg["args"])
 
     async def __aenter__(self) -> Session:
@@ -192,6 +197,8 @@ class Session:
                         for name in ("Content-Type", "Content-Length", "Content-Encoding", "Content-Language",
                                      "Content-Location"):
                             hdrs.popall(name, None)
+                    if not reg.origin(nxt).same_origin(reg.origin(current)):
+                        hdrs.popall("Authorization", None)  # Fetch: credentials never follow a cross-origin hop
                     current, redirected = nxt, True
                     continue
                 # A redirect to a scheme no extension handles (e.g. a uriTemplate's https URL) is returned as is.
@@ -249,7 +256,7 @@ class Session:
                 "origin": initiator.serialize() if initiator is not None else None}
         ext = entry.extension
         try:
-            stream = await self.workers.dispatch(ext, head, payload)
+            stream = await self.workers.dispatch(ext, head, payload, self.registry.origin(url).serialize())
         except HandlerError as err:
             return self._error_response(url, err)
         head = stream.head

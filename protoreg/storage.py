@@ -44,6 +44,20 @@ class StorageStore:
             return [r[0] for r in self._db.execute("SELECT key FROM kv WHERE ext=? AND origin=? ORDER BY key",
                                                    (ext, origin))]
 
+    def usage(self, ext: str) -> int:
+        """Bytes the extension stores, over all its origins (keys and values)."""
+        with self._lock:
+            row = self._db.execute("SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0) FROM kv "
+                                   "WHERE ext=?", (ext,)).fetchone()
+        return int(row[0])
+
+    def size(self, ext: str, origin: str, key: str) -> int:
+        """Bytes one entry takes (0 when absent)."""
+        with self._lock:
+            row = self._db.execute("SELECT LENGTH(CAST(key AS BLOB)) + LENGTH(value) FROM kv WHERE ext=? AND origin=? "
+                                   "AND key=?", (ext, origin, key)).fetchone()
+        return 0 if row is None else int(row[0])
+
     def delete_extension(self, ext: str) -> int:
         with self._lock:
             return self._db.execute("DELETE FROM kv WHERE ext=?", (ext,)).rowcount

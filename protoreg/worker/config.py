@@ -44,7 +44,14 @@ class WorkerConfig:
     #: Where storage (sqlite) and extension data directories persist. None: in memory and a temporary directory
     #: removed when the Session closes.
     state_dir: str | None = None
-    #: Let brokered fetches reach private, loopback and link-local addresses (off: SSRF protection).
+    #: Let brokered fetches reach every address that is not globally routable: private, loopback, link-local,
+    #: shared (100.64.0.0/10) and site-local ranges (off: SSRF protection).
     allow_private_networks: bool = False
+    #: Non-public networks brokered fetches may reach, as CIDRs (e.g. ("10.1.0.0/16",)); narrower than the above.
+    allow_networks: tuple[str, ...] = ()
+    #: Brokered fetches one extension may have running at once; one more is refused with PermissionDenied.
+    max_concurrent_fetches: int = 16
+    #: Bytes of runtime.storage one extension may hold over all its origins (keys and values).
+    storage_quota: int = 64 * 1024 * 1024
     #: Per-extension overrides of ``sandbox``, keyed by extension id (e.g. a larger rlimit_as for one extension).
     sandbox_per_extension: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from protoreg._text import printable
 from protoreg.errors import WorkerCrashed
 from protoreg.worker.bootstrap import encode_init
 from protoreg.worker.config import WorkerConfig
@@ -42,7 +43,9 @@ class WorkerManager:
         self.config = config or WorkerConfig()
         self.on_call = on_call
         self.data_dir = data_dir or (lambda ext: None)
-        self._pools: dict[str, ExtensionPool] = {}
+        #: Keyed by (extension id, origin) when the extension asks for origin_isolation "origin", else by
+        #: (extension id, None).
+        self._pools: dict[tuple[str, str | None], ExtensionPool] = {}
         self._spare: asyncio.Task[WorkerProcess] | None = None
         #: Every worker process not yet reaped, whatever its state: close() stops them all, so no race between a
         #: starting worker and shutdown can leave a process (or its pipes) behind.
@@ -62,10 +65,11 @@ class WorkerManager:
             self._unsubscribe = subscribe(self._on_registry_event)
 
     def _on_registry_event(self, event: str, extension: Extension) -> None:
-        if event == "uninstalled" and extension.id in self._pools:
-            pool = self._pools.pop(extension.id)
-            with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop().create_task(pool.close())
+        if event == "uninstalled":
+            for key in [k for k in self._pools if k[0] == extension.id]:
+                pool = self._pools.pop(key)
+                with contextlib.suppress(RuntimeError):
+                    asyncio.get_running_loop().create_task(pool.close())
 
     # -- starting workers -------------------------------------------------------------------------------------
     async def _spawn(self) -> WorkerProcess:
@@ -137,28 +141,34 @@ class WorkerManager:
                 "handlers": handlers, "window": self.config.window, "sandbox": spec,
                 "bundle_root": str(ext.root), "data_dir": str(data) if (data := self.data_dir(ext)) else None}
 
-    async def _start_worker(self, ext: Extension) -> WorkerProcess:
+    async def _start_worker(self, ext: Extension, origin: str | None = None) -> WorkerProcess:
         worker = await self._take_spare()
         payload = encode_init(self.init_config(ext, worker), dict(ext.files))
         worker.on_call = self.on_call
+        worker.bound_origin = origin
         hello = await worker.specialise(ext.id, payload)
         for scheme, err in (hello.get("load_errors") or {}).items():
-            worker.logger.error("extension %s, scheme %s: %s", ext.id, scheme, err)
+            worker.logger.error("extension %s, scheme %s: %s", ext.id, printable(str(scheme)), printable(str(err)))
         return worker
 
-    def pool(self, ext: Extension) -> ExtensionPool:
-        pool = self._pools.get(ext.id)
+    def pool(self, ext: Extension, origin: str | None = None) -> ExtensionPool:
+        """The pool serving ``origin`` for ``ext``: one per origin when the extension asks for origin isolation."""
+        isolated = getattr(ext.manifest, "origin_isolation", "extension") == "origin"
+        key = (ext.id, origin if isolated else None)
+        pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[ext.id] = ExtensionPool(ext.id, self.config, lambda: self._start_worker(ext))
+            label = ext.id if key[1] is None else f"{ext.id} for {key[1]}"
+            pool = self._pools[key] = ExtensionPool(label, self.config, lambda: self._start_worker(ext, key[1]))
         return pool
 
     # -- requests ---------------------------------------------------------------------------------------------
     async def dispatch(self, ext: Extension, head: dict[str, Any],
-                       body: bytes | AsyncIterable[bytes] | None) -> WorkerStream:
-        """Send a request to one of the extension's workers (starting one if needed)."""
+                       body: bytes | AsyncIterable[bytes] | None, origin: str | None = None) -> WorkerStream:
+        """Send a request for ``origin`` (the serialized origin of ``head["url"]``) to one of the extension's
+        workers, starting one if needed."""
         if self._closed:
             raise WorkerCrashed("the session is closed", extension=ext.id)
-        pool = self.pool(ext)
+        pool = self.pool(ext, origin)
         worker = await pool.acquire()
         if not worker.alive:  # died between acquire and now: one more try with a fresh worker
             worker = await pool.acquire()

@@ -14,8 +14,9 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from protoreg._text import printable
 from protoreg.errors import HandlerError, PermissionDenied, WorkerCrashed
-from protoreg.ipc import Channel, FrameType, InboundBody, ProtocolViolation, decode_json
+from protoreg.ipc import FRAME_COST, Channel, FrameType, InboundBody, ProtocolViolation, decode_json
 from protoreg.messages import check_header, check_status
 from protoreg.worker.config import WorkerConfig
 
@@ -23,6 +24,8 @@ __all__ = ["WorkerProcess", "WorkerStream"]
 
 log = logging.getLogger("protoreg.worker")
 _PKG_PARENT = str(Path(__file__).resolve().parents[2])
+#: Capability calls one worker may have outstanding at once (each holds a task and possibly a connection).
+MAX_CALLS = 64
 _BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from protoreg.worker.bootstrap import main; main()"
 
 
@@ -75,6 +78,8 @@ class WorkerProcess:
         #: The cgroup holding this worker (set by the manager), or why there is none.
         self.cgroup: Any = None
         self.cgroup_error: str = ""
+        #: The one origin this worker serves (extensions with origin_isolation "origin"), or None.
+        self.bound_origin: str | None = None
         self._streams: dict[int, WorkerStream] = {}
         self._next_id = 1
         self._hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -136,7 +141,7 @@ class WorkerProcess:
             raise
         if hello.get("fatal"):
             self.kill()
-            raise HandlerError(f"worker for {label} could not start: {hello['fatal']}", status=502,
+            raise HandlerError(f"worker for {label} could not start: {printable(str(hello['fatal']))}", status=502,
                                extension=label)
         self.state = "ready"
         self.hello = hello
@@ -273,7 +278,7 @@ class WorkerProcess:
                     dropped += 1
                     continue
                 budget -= 1
-                text = line[:limit].decode("utf-8", "replace")
+                text = printable(line[:limit].decode("utf-8", "replace"))
                 level = logging.INFO if name == "stdout" else logging.WARNING
                 self.logger.log(level, "[%s %s] %s", self.label, name, text)
         if dropped:
@@ -330,6 +335,8 @@ class WorkerProcess:
             raise ProtocolViolation("CALL must carry an int id, a str cap and an object args")
         if sid > self._next_id - 1:
             raise ProtocolViolation(f"CALL on stream {sid}, which was never opened")
+        if len(self._calls) >= MAX_CALLS:
+            raise ProtocolViolation(f"more than {MAX_CALLS} capability calls outstanding at once")
         task = asyncio.ensure_future(self._run_call(call_id, self._streams.get(sid), cap, msg))
         self._calls.add(task)  # keep a reference until it finishes (the loop holds only weak ones)
         task.add_done_callback(self._calls.discard)
@@ -362,7 +369,9 @@ class WorkerProcess:
                 return
             if ftype == FrameType.PONG:
                 waiter = self._pongs.pop(payload, None)
-                if waiter is not None and not waiter.done():
+                if waiter is None:
+                    raise ProtocolViolation("PONG that answers no PING")
+                if not waiter.done():
                     waiter.set_result(None)
                 return
             raise ProtocolViolation(f"unexpected frame type {ftype} on the control stream")
@@ -370,6 +379,7 @@ class WorkerProcess:
         if st is None:
             if sid > self._next_id - 1 or ftype not in (FrameType.RESPONSE, FrameType.ERROR, FrameType.END):
                 raise ProtocolViolation(f"frame type {ftype} for stream {sid}, which is not open")
+            self.channel.charge_late(sid, FRAME_COST + len(payload))
             return  # late frame for a stream the parent aborted
         if ftype == FrameType.RESPONSE:
             if st.head.done():
@@ -392,7 +402,7 @@ class WorkerProcess:
         elif ftype == FrameType.ERROR:
             msg = decode_json(payload)
             status = msg.get("status") if msg.get("status") in (500, 502, 504) else 502
-            err = HandlerError(str(msg.get("message", "handler failed"))[:4096], status=status,
+            err = HandlerError(printable(str(msg.get("message", "handler failed"))[:4096]), status=status,
                                extension=self.label)
             self._finish(st)
             self.channel.close_inbound(sid, err)

@@ -32,7 +32,8 @@ async def arena(tmp_path, caplog):
     reg = protoreg.Registry()
     victim = reg.install(write_extension(tmp_path / "victim", scheme="web+victim", script=VICTIM,
                                          ext_id="victim@test"))
-    reg.install(write_extension(tmp_path / "attacker", scheme="web+evil", script=ATTACKER, ext_id="evil@test"))
+    reg.install(write_extension(tmp_path / "attacker", scheme="web+evil", script=ATTACKER, ext_id="evil@test",
+                                permissions=["storage"]))
     config = protoreg.WorkerConfig(request_timeout=10.0,
                                    sandbox_per_extension={"evil@test": {"rlimit_cpu": 2}})
     async with protoreg.Session(reg, config) as session:

@@ -63,6 +63,143 @@ def abstract_unix(name):
     return "connected"
 
 
+LIBC = ctypes.CDLL(None, use_errno=True)
+X86 = os.uname().machine == "x86_64"
+NR = {"shmget": (29, 194), "shmat": (30, 196), "msgget": (68, 186), "inotify_init1": (294, 26),
+      "inotify_add_watch": (254, 27), "memfd_create": (319, 279), "fsetxattr": (190, 7)}
+
+
+def sys_(name, *args):
+    r = LIBC.syscall(NR[name][0 if X86 else 1], *args)
+    if r < 0:
+        raise OSError(ctypes.get_errno(), name)
+    return r
+
+
+def unix_connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    return "connected"
+
+
+def shm_overwrite(key):
+    shmid = sys_("shmget", int(key), 4096, 0)
+    LIBC.shmat.restype = ctypes.c_void_p
+    addr = LIBC.shmat(shmid, None, 0)
+    ctypes.memmove(addr, b"pwned", 5)
+    return "overwritten"
+
+
+def shm_hoard(size):
+    shmid = sys_("shmget", 0, int(size), 0o1600)  # IPC_PRIVATE, IPC_CREAT | 0600
+    return shmid
+
+
+def inotify(path):
+    fd = sys_("inotify_init1", 0)
+    return sys_("inotify_add_watch", fd, path.encode(), 0xFFF)
+
+
+def setuid_in_data_dir():
+    from protoreg import runtime
+    path = runtime.data_dir() / "rootshell"
+    path.write_bytes(b"#!/bin/sh\nid\n")
+    os.chmod(path, 0o4755)
+    return "chmod done"
+
+
+def file_capability():
+    from protoreg import runtime
+    path = runtime.data_dir() / "capped"
+    path.write_bytes(b"x")
+    with open(path, "rb") as f:
+        value = bytes.fromhex("0000000200000000000000000000000000000000")  # a vfs_cap_data header
+        name = b"security.capability"
+        buf = ctypes.create_string_buffer(value, len(value))
+        sys_("fsetxattr", f.fileno(), name, buf, len(value), 0)
+    return "capability set"
+
+
+def cpu_burn(seconds):
+    import hashlib
+    import threading
+    import time
+    data = bytes(1 << 20)
+    stop = time.monotonic() + float(seconds)
+
+    def burn():
+        while time.monotonic() < stop:
+            hashlib.sha256(data).digest()  # releases the GIL: threads really use several CPUs
+
+    threads = [threading.Thread(target=burn) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return "burned"
+
+
+def channel():
+    """The worker's IPC socket and the id of the stream being served (a compromised worker knows both)."""
+    import sys
+    server = sys.modules["protoreg.runtime"]._call.__self__
+    stream = sys.modules["protoreg.worker.serve"]._current_stream.get()
+    return server.channel._transport.get_extra_info("socket").fileno(), stream
+
+
+def raw_frames(frames, pause=0.0):
+    """Write raw frames straight to the channel, without ever reading it (the event loop is blocked meanwhile)."""
+    import select
+    import struct
+    import time
+    fd, stream = channel()
+    sent = 0
+    for ftype, sid, payload in frames:
+        data = struct.pack("!BBII", ftype, 0, stream if sid is None else sid, len(payload)) + payload
+        while data:
+            try:
+                n = os.write(fd, data)
+                data = data[n:]
+            except BlockingIOError:
+                if not select.select([], [fd], [], 2.0)[1]:
+                    return {"sent": sent, "stuck": True}
+            except OSError as e:
+                return {"sent": sent, "error": e.errno}
+        sent += 1
+    time.sleep(pause)
+    return {"sent": sent}
+
+
+def call_flood(n, batch_size):
+    """Capability calls in batches while never reading the results (small batches: never many outstanding)."""
+    import time
+    sent = 0
+    for batch in range(int(n) // batch_size):
+        frames = [(10, None, json.dumps({"id": 1000 + batch * batch_size + i, "cap": "storage.get",
+                                         "args": {"key": "big"}}).encode()) for i in range(batch_size)]
+        out = raw_frames(frames)
+        sent += out["sent"]
+        if "error" in out or "stuck" in out:
+            return {"sent": sent, **out}
+        time.sleep(0.05)
+    time.sleep(3.0)
+    return {"sent": sent}
+
+
+def nest(depth):
+    from protoreg import runtime
+    fd = os.open(runtime.data_dir(), os.O_RDONLY)
+    for _ in range(int(depth)):
+        os.mkdir("d", dir_fd=fd)
+        new = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = new
+    with open(os.open("secret", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "w") as f:
+        f.write("left behind")
+    os.close(fd)
+    return "nested"
+
+
 def busy_loop():
     while True:
         pass
@@ -85,11 +222,63 @@ ATTACKS = {
     "/kill": lambda q: os.kill(int(q["pid"]), 15),
     "/ptrace": lambda q: ptrace(int(q["pid"])),
     "/raw_connect": lambda q: raw_connect(int(q["port"])),
+    "/unix": lambda q: unix_connect(q["path"]),
+    "/chmod": lambda q: os.chmod(q["path"], 0o777),
+    "/chown": lambda q: os.chown(q["path"], 65534, 65534),
+    "/utime": lambda q: os.utime(q["path"], (0, 0)),
+    "/setxattr": lambda q: os.setxattr(q["path"], "user.pwned", b"1"),
+    "/setuid": lambda q: setuid_in_data_dir(),
+    "/filecap": lambda q: file_capability(),
+    "/stat": lambda q: os.stat(q["path"]).st_size,
+    "/readlink": lambda q: os.readlink(q["path"]),
+    "/inotify": lambda q: inotify(q["path"]),
+    "/shm": lambda q: shm_overwrite(q["key"]),
+    "/shm_hoard": lambda q: shm_hoard(q["size"]),
+    "/msgq": lambda q: sys_("msgget", int(q["key"]), 0),
+    "/memfd": lambda q: sys_("memfd_create", b"hoard", 0),
+    "/listroot": lambda q: os.listdir("/"),
+    "/cpu": lambda q: cpu_burn(q["seconds"]),
+    "/bigalloc": lambda q: len(bytearray(int(q["mib"]) * 1024 * 1024)),
+    "/nest": lambda q: nest(q["depth"]),
 }
 
 
 async def handleRequest(request):
     path, q = request.url.path, dict(request.url.query)
+    if path == "/store_big":
+        from protoreg import runtime
+        await runtime.storage.set("big", b"x" * 100_000)
+        return Response("stored")
+    if path == "/calls":
+        return Response(json.dumps(call_flood(q["n"], int(q.get("batch", 20)))))
+    if path == "/pongs":
+        return Response(json.dumps(raw_frames([(14, 0, os.urandom(8)) for _ in range(100_000)])))
+    if path == "/empty_data":
+        return Response(json.dumps(raw_frames([(5, None, b"") for _ in range(100_000)])))
+    if path == "/forge_log":
+        print("innocent\nERROR protoreg.broker: forged line\x1b[2J\x1b[31mred\rcarriage")
+        raise ValueError("boom\nERROR forged second line\x1b]0;title\x07")
+    if path == "/fetches":
+        import asyncio
+        from protoreg import runtime
+
+        async def one():
+            try:
+                return (await runtime.fetch(q["url"])).status
+            except PermissionError as e:
+                return str(e)
+        results = await asyncio.gather(*(one() for _ in range(int(q["n"]))))
+        return Response(json.dumps(results))
+    if path == "/fill_storage":
+        from protoreg import runtime
+        stored = 0
+        try:
+            for i in range(int(q["n"])):
+                await runtime.storage.set(f"k{i}", b"y" * 100_000)
+                stored += 1
+        except PermissionError as e:
+            return Response(json.dumps({"stored": stored, "error": str(e)}))
+        return Response(json.dumps({"stored": stored}))
     if path == "/busy":
         busy_loop()
     if path == "/flood":
