@@ -102,7 +102,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for scheme in sorted(reg.schemes):
         example = examples.get(scheme, f"{scheme}://example/")
         try:
-            _out(f"  {scheme}: {example} -> {to_gateway_url(reg.resolve(example), authority)}")
+            owner = reg.lookup(scheme).extension.id
+            _out(f"  {scheme}: {example} -> {to_gateway_url(reg.resolve(example), authority, owner)}")
         except ProtoregError:
             continue
     _out("Press Ctrl+C to stop.")

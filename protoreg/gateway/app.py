@@ -1,6 +1,7 @@
 """The aiohttp gateway: one browser origin per (scheme, host), through the same policy as ``Session.fetch``.
 
-``http://<label>.<scheme-label>.localhost:PORT/path`` is served by the scheme's handler as ``scheme://host/path``.
+``http://<host-label>.<scheme-label>.<site-label>.localhost:PORT/path`` is served by the scheme's handler as
+``scheme://host/path`` (see :mod:`protoreg.gateway.hosts` for why each origin carries a site label of its own).
 The bare host (``localhost:PORT``) serves the dashboard, the path form ``/<scheme>/<host>/path`` (301 to the
 subdomain form) and the registerProtocolHandler router form ``/?uri=<scheme>://...``.
 """
@@ -24,6 +25,7 @@ from protoreg.gateway.hosts import (
     LabelTooLong,
     encode_scheme_label,
     parse_host_header,
+    site_label,
     to_custom_url,
     to_gateway_url,
 )
@@ -85,7 +87,36 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     if _TRAVERSAL.search(request.raw_path.split("?", 1)[0]):
         return error_page(400, "The path contains a dot segment, backslash or NUL (a path traversal attempt). "
                                "Request the normalised path instead.", url=request.raw_path)
+    owner = registry.lookup(target.scheme).extension.id  # type: ignore[attr-defined]
+    if target.site != site_label(owner, target.scheme, target.host):
+        return _not_this_site(registry, request, target)
     return await _proxy(request, target)
+
+
+def _not_this_site(registry: Any, request: web.Request, target: GatewayTarget) -> web.StreamResponse:
+    """The short form (no site label) is redirected to the full one; a site label that doesn't match the
+    scheme's current owner belongs to an origin nothing serves any more (its extension was uninstalled or another
+    took the scheme): its site data is cleared, so the old owner's cookies, storage and service workers end."""
+    custom = f"{target.scheme}://{target.host}{request.raw_path}"
+    if target.site is None:
+        try:
+            location = _gateway_url(registry, registry.resolve(custom), target.authority)
+        except (InvalidURL, UnknownScheme) as exc:
+            return error_page(400, str(exc), url=custom)
+        cls = web.HTTPMovedPermanently if request.method in ("GET", "HEAD") else web.HTTPPermanentRedirect
+        raise cls(location=str(location))
+    page = error_page(404, f"This address belonged to an origin of {target.scheme}:// that no installed extension "
+                           "serves any more (the extension that served it was uninstalled, or another extension "
+                           "took the scheme). Its cookies, storage and service workers have been cleared. Open the "
+                           "site again from the dashboard to reach the current one.", url=custom,
+                      links=[(f"http://{target.authority}/", "the dashboard")])
+    page.headers["Clear-Site-Data"] = '"cache", "cookies", "storage", "executionContexts"'
+    return page
+
+
+def _gateway_url(registry: Any, url: URL, authority: str) -> URL:
+    """The gateway URL of a custom URL, with the site label of the extension that serves its scheme now."""
+    return to_gateway_url(url, authority, registry.lookup(url.scheme).extension.id)
 
 
 def _unknown_scheme(registry: Any, scheme: str, target: GatewayTarget) -> web.Response:
@@ -135,7 +166,7 @@ def _redirect_to_subdomain(registry: Any, uri: str, target: GatewayTarget) -> we
         url = registry.resolve(uri)
         if url.scheme not in registry.schemes:
             raise UnknownScheme(url.scheme, sorted(registry.schemes))
-        location = to_gateway_url(url, target.authority)
+        location = _gateway_url(registry, url, target.authority)
     except LabelTooLong as exc:
         return error_page(400, exc.reason, url=uri)
     except (InvalidURL, UnknownScheme) as exc:
@@ -143,16 +174,23 @@ def _redirect_to_subdomain(registry: Any, uri: str, target: GatewayTarget) -> we
     raise web.HTTPMovedPermanently(location=str(location))
 
 
-def _custom_origin(registry: Any, origin_header: str | None) -> str | None:
-    """Browser Origin (``http://a.ipfs.localhost:8080``) → the custom origin (``ipfs://a``) handlers see."""
+def _custom_origin(registry: Any, origin_header: str | None, served: GatewayTarget) -> str | None:
+    """Browser Origin (``http://a.ipfs.s….localhost:8080``) → the custom origin (``ipfs://a``) handlers see.
+
+    Only an origin this gateway serves is translated: same scheme (http), same port, no trailing dot, and the
+    site label of the scheme's current owner. Any other browser origin reaches the handler unchanged, so it can
+    never pass for one of the custom origins."""
     if not origin_header or origin_header == "null":
         return origin_header
     try:
         url = URL(origin_header)
-        target = parse_host_header(url.raw_authority)
+        target = parse_host_header(url.raw_authority) if url.scheme == "http" and url.raw_authority else None
     except ValueError:
-        return None
-    if target is None or target.scheme is None or target.host is None:
+        return "null"
+    if target is None or target.scheme is None or target.host is None or target.authority != served.authority:
+        return origin_header
+    entry = registry.schemes.get(target.scheme)
+    if entry is None or target.site != site_label(entry.extension.id, target.scheme, target.host):
         return origin_header
     return f"{target.scheme}://{target.host}"
 
@@ -165,7 +203,7 @@ def _to_browser(registry: Any, value: str, authority: str) -> str:
         return value
     if url.scheme in registry.schemes and url.host:
         try:
-            out = str(to_gateway_url(url, authority))
+            out = str(_gateway_url(registry, url, authority))
         except (InvalidURL, ValueError):
             return value
         return out.rstrip("/") if value.count("/") == 2 else out  # an origin stays an origin
@@ -184,9 +222,11 @@ async def _proxy(request: web.Request, target: GatewayTarget) -> web.StreamRespo
         url = registry.resolve(to_custom_url(target, request.raw_path))  # type: ignore[attr-defined]
     except InvalidURL as exc:
         return error_page(400, str(exc), url=request.raw_path)
+    if url.host != target.host:  # e.g. "123" is the IPv4 host 0.0.0.123: one gateway origin per custom origin
+        raise web.HTTPMovedPermanently(location=str(_gateway_url(registry, url, target.authority)))
     headers = CIMultiDict((k, v) for k, v in request.headers.items()
                           if k.lower() not in _HOP_BY_HOP and k.lower() != "origin")
-    origin = _custom_origin(registry, request.headers.get("Origin"))
+    origin = _custom_origin(registry, request.headers.get("Origin"), target)
     has_body = request.body_exists and request.method not in ("GET", "HEAD")
     try:
         resp = await session.fetch(url, method=request.method, headers=headers,
@@ -208,6 +248,8 @@ async def _proxy(request: web.Request, target: GatewayTarget) -> web.StreamRespo
             value = _to_browser(registry, value, target.authority)
         headers.add(name, value)
     headers["X-Content-Type-Options"] = "nosniff"
+    # Each origin its own agent cluster: a handler can't opt its pages into document.domain merging.
+    headers["Origin-Agent-Cluster"] = "?1"
     if resp.body_complete and request.method != "HEAD":  # small answers: one buffered response
         try:
             body = await resp.read()

@@ -7,7 +7,6 @@ CSP (no script at all, one hash-pinned inline style, images only from itself).
 from __future__ import annotations
 
 import functools
-import mimetypes
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -69,9 +68,10 @@ async def render(request: web.Request, registry: Any, session: Any, target: Gate
                     if h["icon"] else "")
             example = examples.get(h["scheme"], f'{h["scheme"]}://example/')
             try:
-                link = str(to_gateway_url(registry.resolve(example), target.authority))
+                owner = registry.lookup(h["scheme"]).extension.id
+                link = str(to_gateway_url(registry.resolve(example), target.authority, owner))
                 link_html = f'<a href="{escape(link)}">{escape(example)}</a>'
-            except (LabelTooLong, ValueError):
+            except (LabelTooLong, ValueError, LookupError):
                 link_html = escape(example)
             ext_rows.append(
                 f"<tr><td>{icon} <code>{escape(h['scheme'])}</code>"
@@ -137,7 +137,11 @@ async def asset(request: web.Request, registry: Any, session: Any) -> web.Stream
         path = (Path(ext.root) / handler.uriIcon).resolve()
         if not path.is_relative_to(Path(ext.root).resolve()) or not path.is_file():
             return error_page(404, f"The icon {handler.uriIcon!r} of {ext.id} is not inside its bundle.")
-        ctype = _ICON_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        headers = {**page_headers(), "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox"}
+        ctype = _ICON_TYPES.get(path.suffix.lower())
+        if ctype is None:  # never serve an "icon" as HTML or script on the dashboard's origin
+            return error_page(404, f"The icon {handler.uriIcon!r} of {ext.id} is not an image file "
+                                   f"({', '.join(sorted(_ICON_TYPES))}), so the dashboard does not serve it.")
+        headers = {**page_headers(),
+                   "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox"}
         return web.Response(body=path.read_bytes(), content_type=ctype, headers=headers)
     return error_page(404, f"Nothing is served at {request.path}.")

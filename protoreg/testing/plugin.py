@@ -46,15 +46,22 @@ async def protoreg_session(protoreg_registry: protoreg.Registry) -> AsyncIterato
 @dataclass
 class RunningGateway:
     port: int
+    registry: protoreg.Registry | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://localhost:{self.port}/"
 
     def url(self, host: str, scheme: str, path: str = "/") -> str:
-        from protoreg.gateway.hosts import encode_host_label, encode_scheme_label
+        """The gateway URL of ``scheme://host/path`` (its origin's site label names the scheme's owner)."""
+        from yarl import URL
 
-        return f"http://{encode_host_label(host)}.{encode_scheme_label(scheme)}.localhost:{self.port}{path}"
+        from protoreg.gateway.hosts import to_gateway_url
+
+        if self.registry is None:
+            raise RuntimeError("RunningGateway.url needs the registry the gateway serves")
+        owner = self.registry.lookup(scheme).extension.id
+        return str(to_gateway_url(URL(f"{scheme}://{host}{path}", encoded=True), f"localhost:{self.port}", owner))
 
 
 @pytest.fixture
@@ -70,6 +77,6 @@ async def protoreg_gateway(protoreg_registry: protoreg.Registry) -> AsyncIterato
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        yield RunningGateway(port)
+        yield RunningGateway(port, protoreg_registry)
     finally:
         await runner.cleanup()

@@ -35,7 +35,17 @@ class Gateway:
     registry: protoreg.Registry
 
     def url(self, host: str, scheme_label: str, path: str = "/") -> str:
-        return f"http://{host}.{scheme_label}.localhost:{self.port}{path}"
+        """The gateway URL of ``<scheme>://host/path`` (``scheme_label`` as in the Host, e.g. ``web-site``)."""
+        from yarl import URL
+
+        from protoreg.gateway.hosts import decode_scheme_label, to_gateway_url
+
+        scheme = decode_scheme_label(scheme_label) or scheme_label
+        owner = self.registry.lookup(scheme).extension.id
+        return str(to_gateway_url(URL(f"{scheme}://{host}{path}", encoded=True), f"localhost:{self.port}", owner))
+
+    def origin(self, host: str, scheme_label: str) -> str:
+        return self.url(host, scheme_label).rstrip("/")
 
     @property
     def dashboard(self) -> str:

@@ -112,7 +112,7 @@ async def test_custom_origins_on_localhost_are_secure_contexts(gateway, browser)
     page = await browser.new_page()
     await page.goto(gateway.url("a", "web-site"))
     assert await page.evaluate("window.isSecureContext") is True
-    assert await page.evaluate("location.origin") == f"http://a.web-site.localhost:{gateway.port}"
+    assert await page.evaluate("location.origin") == gateway.origin("a", "web-site")
 
 
 async def test_dashboard_renders_and_is_not_readable_from_custom_origins(gateway, browser):

@@ -10,6 +10,7 @@ import pytest
 
 import protoreg
 from protoreg.gateway import create_app
+from protoreg.gateway.hosts import encode_host_label, encode_scheme_label, site_label
 
 SITE = """
 from protoreg import Response
@@ -69,8 +70,14 @@ async def client(aiohttp_client, registry):
     return await aiohttp_client(create_app(registry))
 
 
-def host(label: str, scheme: str = "web-site") -> dict[str, str]:
-    return {"Host": f"{label}.{scheme}.localhost:8080"}
+def authority(custom_host: str, scheme: str = "web+site", owner: str = "site@test", port: int = 8080) -> str:
+    """The gateway authority of ``scheme://custom_host`` served by ``owner``."""
+    return (f"{encode_host_label(custom_host)}.{encode_scheme_label(scheme)}."
+            f"{site_label(owner, scheme, custom_host)}.localhost:{port}")
+
+
+def host(custom_host: str, scheme: str = "web+site", owner: str = "site@test") -> dict[str, str]:
+    return {"Host": authority(custom_host, scheme, owner)}
 
 
 async def test_subdomain_serves_the_custom_url_with_policy_headers(client):
@@ -82,9 +89,23 @@ async def test_subdomain_serves_the_custom_url_with_policy_headers(client):
         "object-src 'none'; base-uri 'self'; frame-ancestors 'self'", "script-src 'self'"]
 
 
-async def test_multi_label_hosts_are_inlined_and_decoded(client):
-    resp = await client.get("/echo?x=1", headers=host("docs-example--site-org"))
+async def test_multi_label_hosts_are_encoded_and_decoded(client):
+    site = site_label("site@test", "web+site", "docs.example-site.org")
+    resp = await client.get("/echo?x=1", headers={"Host": f"i--docs-2eexample-2dsite-2eorg.web-site.{site}.localhost"})
     assert (await resp.json())["url"] == "web+site://docs.example-site.org/echo?x=1"
+
+
+async def test_the_short_form_without_a_site_label_redirects_to_the_full_origin(client):
+    resp = await client.get("/p?q=1", headers={"Host": "a.web-site.localhost:8080"}, allow_redirects=False)
+    assert resp.status == 301 and resp.headers["Location"] == f"http://{authority('a')}/p?q=1"
+    resp = await client.post("/echo", headers={"Host": "a.web-site.localhost:8080"}, allow_redirects=False)
+    assert resp.status == 308
+
+
+async def test_an_origin_whose_site_label_names_another_owner_serves_nothing_and_clears_its_site_data(client):
+    resp = await client.get("/", headers=host("a", owner="previous-owner@test"))
+    assert resp.status == 404 and "no installed extension" in await resp.text()
+    assert resp.headers["Clear-Site-Data"] == '"cache", "cookies", "storage", "executionContexts"'
 
 
 async def test_request_bodies_and_methods_pass_through(client):
@@ -94,16 +115,36 @@ async def test_request_bodies_and_methods_pass_through(client):
 
 
 async def test_browser_origin_is_translated_for_the_handler_and_back(client):
-    resp = await client.get("/cors", headers={**host("b"), "Origin": "http://a.web-site.localhost:8080"})
-    assert resp.headers["Access-Control-Allow-Origin"] == "http://a.web-site.localhost:8080"
-    resp = await client.post("/echo", headers={**host("b"), "Origin": "http://a.web-site.localhost:8080"})
+    resp = await client.get("/cors", headers={**host("b"), "Origin": f"http://{authority('a')}"})
+    assert resp.headers["Access-Control-Allow-Origin"] == f"http://{authority('a')}"
+    resp = await client.post("/echo", headers={**host("b"), "Origin": f"http://{authority('a')}"})
     assert (await resp.json())["origin"] == "web+site://a"
+
+
+@pytest.mark.parametrize("foreign", [
+    "https://{a}",                                        # another scheme
+    "http://{a_other_port}",                              # another port
+    "http://{a_dot}",                                     # a trailing dot
+    "http://a.web-site.localhost:8080",                   # the short form serves nothing
+    "http://{a_other_owner}",                             # a site label of another owner
+])
+async def test_other_browser_origins_are_never_translated_to_a_custom_origin(client, foreign):
+    origin = foreign.format(a=authority("a"), a_other_port=authority("a", port=8081),
+                            a_other_owner=authority("a", owner="evil@test"),
+                            a_dot=authority("a").replace(".localhost:", ".localhost.:"))
+    resp = await client.post("/echo", headers={**host("b"), "Origin": origin})
+    assert (await resp.json())["origin"] not in ("web+site://a", "web+site://b")
+
+
+async def test_handlers_can_not_opt_out_of_origin_keyed_agent_clusters(client):
+    resp = await client.get("/", headers=host("a"))
+    assert resp.headers["Origin-Agent-Cluster"] == "?1"
 
 
 async def test_redirects_to_custom_urls_become_gateway_urls(client):
     resp = await client.get("/go-other", headers=host("a"), allow_redirects=False)
     assert resp.status == 302
-    assert resp.headers["Location"] == "http://other-example.web-site.localhost:8080/landing"
+    assert resp.headers["Location"] == f"http://{authority('other.example')}/landing"
     resp = await client.get("/go-relative", headers=host("a"), allow_redirects=False)
     assert resp.headers["Location"] == "./landing"
 
@@ -140,14 +181,14 @@ async def test_label_over_63_characters_is_a_400_with_an_explanation(client):
 async def test_path_form_and_uri_form_redirect_to_the_subdomain(client):
     resp = await client.get("/web+site/a.b/x?y=1", headers={"Host": "localhost:8080"}, allow_redirects=False)
     assert resp.status == 301
-    assert resp.headers["Location"] == "http://a-b.web-site.localhost:8080/x?y=1"
+    assert resp.headers["Location"] == f"http://{authority('a.b')}/x?y=1"
     resp = await client.get("/?uri=web%2Bsite%3A%2F%2Fhost%2Fp", headers={"Host": "localhost:8080"},
                             allow_redirects=False)
-    assert resp.status == 301 and resp.headers["Location"] == "http://host.web-site.localhost:8080/p"
+    assert resp.status == 301 and resp.headers["Location"] == f"http://{authority('host')}/p"
 
 
 async def test_unknown_scheme_lists_the_registered_ones(client):
-    resp = await client.get("/", headers=host("a", "ipns"))
+    resp = await client.get("/", headers={"Host": "a.ipns.localhost:8080"})
     assert resp.status == 404
     assert "web+site" in await resp.text()
 
@@ -172,8 +213,8 @@ async def raw_status(client, path: str, host_header: str) -> int:
 
 @pytest.mark.parametrize("path", ["/a/%2e%2e/b", "/a/%2E./b", "/a/../b", "/..%5cetc", "/a%00", "/a\\..\\b"])
 async def test_path_traversal_attempts_get_a_400(client, path):
-    assert await raw_status(client, path, "a.web-site.localhost:8080") == 400
-    assert await raw_status(client, "/", "a.web-site.localhost:8080") == 200
+    assert await raw_status(client, path, authority("a")) == 400
+    assert await raw_status(client, "/", authority("a")) == 200
 
 
 async def test_oversized_headers_get_a_400_and_the_gateway_keeps_serving(client):
@@ -184,7 +225,7 @@ async def test_oversized_headers_get_a_400_and_the_gateway_keeps_serving(client)
 
 async def test_dashboard_lists_extensions_with_a_strict_csp_and_no_cors(client):
     await client.get("/", headers=host("a"))  # start a worker so it shows up
-    resp = await client.get("/", headers={"Host": "localhost:8080", "Origin": "http://a.web-site.localhost:8080"})
+    resp = await client.get("/", headers={"Host": "localhost:8080", "Origin": f"http://{authority('a')}"})
     text = await resp.text()
     assert resp.status == 200
     for needle in ("site@test", "web+site", "secure (uriIsTrustworthy)", "/_protoreg/icon/site@test/web+site",
@@ -194,3 +235,20 @@ async def test_dashboard_lists_extensions_with_a_strict_csp_and_no_cors(client):
     assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
     icon = await client.get("/_protoreg/icon/site@test/web+site", headers={"Host": "localhost:8080"})
     assert icon.status == 200 and icon.headers["Content-Type"] == "image/svg+xml"
+
+
+async def test_an_icon_that_is_not_an_image_is_never_served_on_the_dashboard_origin(aiohttp_client, tmp_path):
+    root = tmp_path / "html-icon"
+    root.mkdir()
+    (root / "handler.py").write_text(textwrap.dedent(SITE))
+    (root / "icon.html").write_text("<script>parent.grants.revoke()</script>")
+    (root / "manifest.json").write_text(json.dumps({
+        "name": "Icon", "version": "1.0", "browser_specific_settings": {"gecko": {"id": "icon@test"}},
+        "protocol_handlers": [{"protocol": "web+icon", "name": "Icon", "uriHandlerScript": "handler.py",
+                               "uriIcon": "icon.html"}]}))
+    reg = protoreg.Registry()
+    reg.install(root)
+    client = await aiohttp_client(create_app(reg))
+    resp = await client.get("/_protoreg/icon/icon@test/web+icon", headers={"Host": "localhost:8080"})
+    assert resp.status == 404 and "not an image file" in await resp.text()
+    assert "<script>parent" not in await resp.text()

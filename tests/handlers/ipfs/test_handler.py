@@ -141,13 +141,20 @@ async def test_through_the_gateway_with_cidv0_path_form_redirecting_to_cidv1(ipf
     reg, state, import_car = ipfs
     import_car(car("subdomain_gateway.car"))
     import_car(car("dir-with-files.car"))
+    from protoreg.gateway.hosts import site_label
+
+    owner = reg.lookup("ipfs").extension.id
+
+    def full(cid: str) -> str:
+        return f"{cid}.ipfs.{site_label(owner, 'ipfs', cid)}.localhost:8080"
+
     client = await aiohttp_client(create_app(reg, config=protoreg.WorkerConfig(state_dir=str(state))))
-    resp = await client.get("/hello.txt", headers={"Host": f"{DIR}.ipfs.localhost:8080"})
+    resp = await client.get("/hello.txt", headers={"Host": full(DIR)})
     assert resp.status == 200 and await resp.read() == b"hello world\n"
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     moved = await client.get("/ipfs/QmYiPNLU7Hc739sqcBH5DgVmk5mKTQVzKSqvJJeNGWTgrE/", allow_redirects=False,
                              headers={"Host": "localhost:8080"})
     v1 = "bafybeie2ezgriv3qzmw3k7lurysjr7rbky4dahjwtz3mt6ci67qid2kjum"
-    assert moved.status == 301 and moved.headers["Location"] == f"http://{v1}.ipfs.localhost:8080/"
-    page = await client.get("/", headers={"Host": f"{v1}.ipfs.localhost:8080"})
+    assert moved.status == 301 and moved.headers["Location"] == f"http://{full(v1)}/"
+    page = await client.get("/", headers={"Host": full(v1)})
     assert page.status == 200
