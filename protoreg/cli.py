@@ -305,8 +305,8 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("doctor", cmd_doctor, "report Python, dependencies and which sandbox layers this machine offers",
              "protoreg doctor --require landlock --require seccomp")
     sp.add_argument("--require", action="append", metavar="LAYER",
-                    help="exit 1 unless this layer is available (fds, namespaces, rlimits, no_new_privs, "
-                         "landlock, seccomp)")
+                    help="exit 1 unless this layer is available (fds, namespaces, filesystem, rlimits, cgroup, "
+                         "no_new_privs, landlock, seccomp)")
     return p
 
 

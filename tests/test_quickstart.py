@@ -50,7 +50,10 @@ def test_readme_demo_command_sets_up_a_fresh_copy_and_serves_the_demo(tmp_path):
         deadline = time.monotonic() + 500
         while True:
             try:
-                status, body = _get(port, f"alice.web-demo.localhost:{port}")
+                from protoreg.gateway.hosts import site_label
+
+                site = site_label("demo-site@example.org", "web+demo", "alice")
+                status, body = _get(port, f"alice.web-demo.{site}.localhost:{port}")
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:

@@ -75,7 +75,7 @@ class WorkerManager:
     async def _spawn(self) -> WorkerProcess:
         worker = await WorkerProcess.spawn(self.config)
         if self.config.sandbox is not None:
-            self._place_in_cgroup(worker)
+            await self._place_in_cgroup(worker)
         self._processes.add(worker)
         worker.exited.add_done_callback(lambda _f: self._processes.discard(worker))
         if self._closed:
@@ -83,13 +83,14 @@ class WorkerManager:
             raise WorkerCrashed("the session closed while a worker was starting")
         return worker
 
-    def _place_in_cgroup(self, worker: WorkerProcess) -> None:
+    async def _place_in_cgroup(self, worker: WorkerProcess) -> None:
         """Move a new worker into a cgroup of its own (default caps until it is specialised), before it runs any
-        extension code. Where the host can't, the reason is reported by the worker's cgroup layer."""
+        extension code. Where the host can't, the reason is reported by the worker's cgroup layer. Moving a task
+        between cgroups can take milliseconds in the kernel, so it runs in a thread while the interpreter starts."""
         from protoreg.sandbox import cgroups
 
         try:
-            worker.cgroup = cgroups.create(worker.pid, _caps(self.config.sandbox or {}))
+            worker.cgroup = await asyncio.to_thread(cgroups.create, worker.pid, _caps(self.config.sandbox or {}))
         except OSError as exc:
             worker.cgroup_error = str(exc)
             if not self._warned_cgroup:
