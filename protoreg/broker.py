@@ -42,13 +42,18 @@ MAX_REDIRECTS = 10
 
 @dataclass(frozen=True)
 class Grants:
-    """What an extension may do. Today: what its manifest requests; the seam for a permission manager later."""
+    """What an extension may do: its effective grants (see protoreg.profile), else what its manifest requests."""
 
     permissions: frozenset[str]
     hosts: tuple[MatchPattern, ...]
 
     @classmethod
     def from_extension(cls, ext: Extension) -> Grants:
+        """The extension's effective grants (``requested ∩ ceiling``, set by the profile at install); for a
+        directory installed without a profile, what its manifest requests."""
+        if ext.granted_permissions is not None or ext.granted_hosts is not None:
+            return cls(frozenset(ext.granted_permissions or ()),
+                       tuple(parse_pattern(p) for p in ext.granted_hosts or ()))
         manifest = ext.manifest
         return cls(frozenset(p for p in manifest.permissions if "://" not in p and p != "<all_urls>"),
                    tuple(parse_pattern(p) for p in manifest.granted_hosts))

@@ -52,7 +52,9 @@ class WorkerManager:
             self._unsubscribe = subscribe(self._on_registry_event)
 
     def _on_registry_event(self, event: str, extension: Extension) -> None:
-        if event == "uninstalled" and extension.id in self._pools:
+        # "disabled" (revoked) and "updated" stop the extension's workers at once; the next request (if allowed)
+        # starts a worker with the new code.
+        if event in ("uninstalled", "disabled", "updated") and extension.id in self._pools:
             pool = self._pools.pop(extension.id)
             with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().create_task(pool.close())
