@@ -28,7 +28,8 @@ from protoreg import origins, trust, urls
 from protoreg.errors import InstallError, UnknownScheme
 from protoreg.manifest import Manifest, ProtocolHandler, load_manifest
 
-__all__ = ["MAX_BYTES", "MAX_ENTRIES", "MAX_FILES", "Conflict", "Extension", "Registry", "SchemeEntry", "read_bundle"]
+__all__ = ["MAX_BYTES", "MAX_ENTRIES", "MAX_FILES", "Conflict", "Extension", "Registry", "SchemeEntry", "read_bundle",
+           "verified_extension"]
 
 log = logging.getLogger("protoreg.registry")
 
@@ -144,6 +145,18 @@ def _read_regular(path: Path, rel: str, budget: int) -> bytes:
     return data
 
 
+def verified_extension(root: str | os.PathLike[str], manifest: Manifest, files: Mapping[str, bytes], *,
+                       granted_permissions: frozenset[str] | None = None, granted_hosts: Sequence[str] | None = None,
+                       provenance: str = "unsigned, development") -> Extension:
+    """An Extension from verified in-memory bytes (see Registry.install_verified and Registry.replace)."""
+    code = {p: b for p, b in sorted(files.items()) if p.endswith(".py")}
+    lines = sorted(f"{p}\0{hashlib.sha256(b).hexdigest()}" for p, b in code.items())
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    return Extension(manifest.id, manifest.name, manifest.version, Path(root).resolve(), manifest,
+                     MappingProxyType(code), digest, granted_permissions,
+                     None if granted_hosts is None else tuple(granted_hosts), provenance)
+
+
 class Registry:
     """Installed extensions and their schemes. An object, never global state."""
 
@@ -182,12 +195,8 @@ class Registry:
 
         ``files`` maps every bundle path to its bytes; the worker gets the ``*.py`` ones. ``root`` is where the
         verified files were written (the sandbox's read-only bundle directory, for assets)."""
-        code = {p: b for p, b in sorted(files.items()) if p.endswith(".py")}
-        lines = sorted(f"{p}\0{hashlib.sha256(b).hexdigest()}" for p, b in code.items())
-        digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
-        ext = Extension(manifest.id, manifest.name, manifest.version, Path(root).resolve(), manifest,
-                        MappingProxyType(code), digest, granted_permissions,
-                        None if granted_hosts is None else tuple(granted_hosts), provenance)
+        ext = verified_extension(root, manifest, files, granted_permissions=granted_permissions,
+                                 granted_hosts=granted_hosts, provenance=provenance)
         return self._install(ext, prefer)
 
     def _install(self, ext: Extension, prefer: bool) -> Extension:
