@@ -421,7 +421,23 @@ class Profile:
     # -- updates and revocation -------------------------------------------------------------------------------
     def update(self) -> UpdateReport:
         """Refresh every trusted store; disable what a store revoked or dropped; install newer versions that ask
-        for no new permission; keep the others pending (``approve``/``deny``); refuse rollbacks."""
+        for no new permission; keep the others pending (``approve``/``deny``); refuse rollbacks.
+
+        Registries built by this profile follow at once: a revoked extension's workers stop. Call it in the
+        thread of the event loop that runs their Sessions, or use :meth:`update_async` from that loop."""
+        report = self._refresh_stores()
+        self._apply_update(report)
+        return report
+
+    async def update_async(self) -> UpdateReport:
+        """:meth:`update` with the network and disk work in a thread, applied to live registries in this loop."""
+        import asyncio
+
+        report = await asyncio.to_thread(self._refresh_stores)
+        self._apply_update(report)
+        return report
+
+    def _refresh_stores(self) -> UpdateReport:
         report = UpdateReport()
         with self._locked():
             records = self.installed
@@ -445,6 +461,10 @@ class Profile:
                 except TrustError as exc:
                     report.refused.append(f"{ext_id}: {exc}")
             self._write("installed.json", records)
+        return report
+
+    def _apply_update(self, report: UpdateReport) -> None:
+        records = self.installed
         for ext_id, rec in records.items():
             if rec.get("status") == "revoked":
                 for reg in list(self._registries):
@@ -453,7 +473,6 @@ class Profile:
         for line in report.updated:
             self._apply_install(line.split(" ", 1)[0])
         self._gc()
-        return report
 
     def _revoke(self, rec: dict[str, Any], ext_id: str, reason: str, report: UpdateReport) -> None:
         rec["status"], rec["reason"], rec["pending"] = "revoked", reason, None

@@ -49,6 +49,7 @@ class Store:
         self.root = root
         self.name = name
         self.dir = root / name
+        root.mkdir(parents=True, exist_ok=True)
         self.key_path, self.pub_path = stores.generate_key(root / f"{name}.key")
         self.key = stores.load_private_key(self.key_path)
         self.root_json = stores.init_store(self.dir, self.key)
