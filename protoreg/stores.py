@@ -89,6 +89,7 @@ def generate_key(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     priv = Path(path)
     pub = priv.with_name(priv.name + ".pub")
     signer = CryptoSigner.generate_ed25519()
+    priv.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(signer.private_bytes)
