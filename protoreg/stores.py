@@ -27,7 +27,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,8 +38,8 @@ from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import (
     DelegatedRole,
     Delegations,
-    MetaFile,
     Metadata,
+    MetaFile,
     Root,
     Snapshot,
     TargetFile,
@@ -50,7 +50,7 @@ from tuf.api.serialization.json import JSONSerializer
 from tuf.ngclient import FetcherInterface, Updater
 
 from protoreg import bundles
-from protoreg.errors import ProtoregError, TrustError
+from protoreg.errors import TrustError
 from protoreg.matchpatterns import MatchPattern, parse_pattern
 
 __all__ = [
@@ -136,7 +136,7 @@ def parse_ceiling(items: Iterable[str] | str | None) -> tuple[str, ...]:
     for item in (i.strip() for i in items):
         if not item:
             continue
-        if item != ALL and "://" in item or item == "<all_urls>":
+        if (item != ALL and "://" in item) or item == "<all_urls>":
             try:
                 parse_pattern(item)
             except ValueError:
@@ -221,7 +221,7 @@ def clip(requested: Sequence[str], chain: Sequence[tuple[str, Sequence[str]]]) -
 
 # -- writing a store (the publisher's side) ---------------------------------------------------------------------
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def _md_path(store: Path, role: str) -> Path:
@@ -485,7 +485,7 @@ class _Fetcher(FetcherInterface):
     @staticmethod
     def _file(path: str) -> Iterator[bytes]:
         try:
-            f = open(path, "rb")  # noqa: SIM115
+            f = open(path, "rb")
         except FileNotFoundError:
             raise tuf_errors.DownloadHTTPError(f"{path} not found", 404) from None
         except OSError as exc:

@@ -36,7 +36,7 @@ def test_index_lists_each_file_sha256_and_size(tmp_path):
 
 def test_a_changed_file_is_named(tmp_path):
     data = bundles.pack(make_extension(tmp_path))
-    with pytest.raises(TrustError, match="handler.py"):
+    with pytest.raises(TrustError, match=r"handler\.py"):
         bundles.parse(data.replace(b'"hello from', b'"jello from'))
     with pytest.raises(TrustError):
         bundles.parse(data + b"x")
@@ -59,10 +59,10 @@ def test_verify_tree_names_the_changed_file_and_catches_a_changed_index(tmp_path
     target = tree / "files" / "handler.py"
     target.chmod(0o644)
     target.write_text("print('owned')")
-    with pytest.raises(TrustError, match="handler.py .*changed on disk"):
+    with pytest.raises(TrustError, match=r"handler\.py .*changed on disk"):
         bundles.verify_tree(tree, b.sha256, source="t")
     bundles.write_tree(b, tmp_path / "tree2")
     index = tmp_path / "tree2" / "index.json"
     index.write_bytes(index.read_bytes().replace(b'"version":"1.0.0"', b'"version":"9.0.0"'))
-    with pytest.raises(TrustError, match="index .*changed"):
+    with pytest.raises(TrustError, match=r"index .*changed"):
         bundles.verify_tree(tmp_path / "tree2", b.sha256, source="t")

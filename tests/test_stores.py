@@ -145,7 +145,7 @@ def test_a_signature_for_one_id_never_validates_another(store, profile, tmp_path
     shutil.copy(store.dir / "targets" / "a@example.org.protoreg", store.dir / "targets" / info.path)
     stores._update_snapshot(store.dir, {"targets": md.signed.version}, timedelta(days=1))
     profile.trust("alpha", str(store.dir), store.root_json)
-    with pytest.raises(TrustError, match="names the extension 'a@example.org', not 'b@example.org'"):
+    with pytest.raises(TrustError, match=r"names the extension 'a@example\.org', not 'b@example\.org'"):
         profile.install("b@example.org")
 
 
@@ -154,7 +154,7 @@ def test_a_tampered_target_file_is_refused(store, profile, tmp_path):
     target = store.dir / "targets" / path
     target.write_bytes(target.read_bytes().replace(b"hello from", b"owned from"))
     profile.trust("alpha", str(store.dir), store.root_json)
-    with pytest.raises(TrustError, match="store 'alpha'.*hash"):
+    with pytest.raises(TrustError, match=r"store 'alpha'.*hash"):
         profile.install("hello@example.org")
     assert profile.installed == {}
 
