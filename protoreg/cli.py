@@ -139,7 +139,8 @@ def cmd_ipfs_import(args: argparse.Namespace) -> int:
 
     core = ipfs_core()
     ext = Registry().install(IPFS_BUNDLE)
-    store = store_for(ext, Path(args.state_dir) if args.state_dir else _default_state())
+    state = args.profile or args.state_dir  # a profile is a state dir (docs/trust.md)
+    store = store_for(ext, Path(state) if state else _default_state())
     path = Path(args.car)
     if not path.is_file():
         _err(f"protoreg ipfs import: {path} does not exist or is not a file")
@@ -603,7 +604,8 @@ def _parser() -> argparse.ArgumentParser:
                              epilog="example: protoreg ipfs import site.car")
     sp.set_defaults(fn=cmd_ipfs_import)
     sp.add_argument("car")
-    sp.add_argument("--state-dir", help="default: ~/.local/share/protoreg (as protoreg serve)")
+    sp.add_argument("--state-dir", help="deprecated alias of --profile")
+    _profile_option(sp)
     sp = ipfs_sub.add_parser("add", help="build UnixFS from a file or directory (kubo defaults) and write a CAR",
                              parents=[common],
                              epilog="example: protoreg ipfs add ./site -o site.car")

@@ -180,3 +180,25 @@ def test_bundle_bytes_are_what_the_store_signed(store, tmp_path):
     ext = make_extension(tmp_path)
     path = store.publish(ext)
     assert (store.dir / "targets" / path).read_bytes() == bundles.pack(ext)
+
+
+def test_a_store_served_over_http(store, profile, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    store.publish(make_extension(tmp_path))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(store.dir))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        profile.trust("alpha", url, store.root_json)
+        assert profile.install("hello@example.org").source == "store alpha"
+        store.revoke("hello@example.org")
+        assert profile.update().revoked == ["hello@example.org: revoked by store alpha"]
+    finally:
+        server.shutdown()
+        server.server_close()
