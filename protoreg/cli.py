@@ -377,6 +377,14 @@ def cmd_store_revoke(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_store_resign(args: argparse.Namespace) -> int:
+    from protoreg.stores import resign_online
+
+    resign_online(args.directory)
+    _out(f"re-signed the snapshot and timestamp of {args.directory} (valid for 7 days)")
+    return EXIT_OK
+
+
 def cmd_trust_add(args: argparse.Namespace) -> int:
     profile = _profile(args)
     store = profile.trust(args.name, args.location, Path(args.root), ceiling=args.ceiling)
@@ -518,6 +526,10 @@ def _trust_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     sp.add_argument("directory")
     sp.add_argument("ext_id", metavar="EXT_ID")
     sp.add_argument("--key", required=True, metavar="KEYFILE")
+
+    sp = add(store, "resign", cmd_store_resign, "re-sign the store's snapshot and timestamp (they expire after 7 "
+             "days: run it daily, e.g. from cron)", "protoreg store resign ./store", profile=False)
+    sp.add_argument("directory")
 
     trust = group("trust", "the stores this profile trusts", "protoreg trust add alpha ./store --root "
                   "./store/metadata/1.root.json")

@@ -257,6 +257,8 @@ class Profile:
                 continue
             if found is not None:
                 return client, found
+        if len(names) == 1 and errors:
+            raise TrustError(errors[0])
         more = f" ({'; '.join(errors)})" if errors else ""
         raise TrustError(f"no trusted store ({', '.join(names)}) publishes {ext_id!r}{more}")
 
@@ -316,7 +318,8 @@ class Profile:
             self._write("installed.json", records)
             self.audit("install-unsigned", id=bundle.id, version=bundle.version, sha256=bundle.sha256,
                        directory=str(Path(directory).resolve()), granted=requested)
-        self._apply_install(bundle.id, replace=old is not None)
+        self._apply_install(bundle.id)
+        self._gc()
         return InstallReport(bundle.id, bundle.version, UNSIGNED, requested, [], warnings)
 
     def uninstall(self, ext_id: str) -> None:
@@ -409,7 +412,7 @@ class Profile:
 
         return Session(registry if registry is not None else self.registry(), profile=self, **options)
 
-    def _apply_install(self, ext_id: str, *, replace: bool = False) -> None:
+    def _apply_install(self, ext_id: str) -> None:
         rec = self.installed[ext_id]
         for reg in list(self._registries):
             ext = self._extension(ext_id, rec)
@@ -490,6 +493,11 @@ class Profile:
             self._revoke(rec, ext_id, how, report)
             return
         if found.info.hashes.get("sha256") == rec["sha256"]:
+            return
+        pending = rec.get("pending")
+        if pending and pending["sha256"] == found.info.hashes.get("sha256"):
+            report.pending.append(f"{ext_id} {pending['version']} asks for {', '.join(pending['new'])} (approve "
+                                  f"with protoreg update --approve {ext_id})")
             return
         new_version = str(found.custom.get("version", ""))
         try:

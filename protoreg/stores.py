@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
@@ -540,7 +541,7 @@ def _explain(store: str, exc: Exception) -> TrustError:
     msg = str(exc) or type(exc).__name__
     if isinstance(exc, tuf_errors.ExpiredMetadataError):
         hint = ("its metadata expired, so it could be a frozen (replayed) copy. Ask the store's operator to "
-                "re-sign it (protoreg store publish, or resign_online); nothing was installed or updated")
+                "re-sign it (protoreg store resign); nothing was installed or updated")
         kind = "expired metadata"
     elif isinstance(exc, tuf_errors.BadVersionNumberError):
         hint = ("the store offered metadata older than what this profile already trusts: a rollback. Refused; "
@@ -559,7 +560,9 @@ def _explain(store: str, exc: Exception) -> TrustError:
     else:
         hint = "the store's metadata is inconsistent. Refused"
         kind = "invalid metadata"
-    return TrustError(f"store {store!r}: {kind}: {msg}: {hint}")
+    m = re.search(r"\b(root|timestamp|snapshot|targets)\b|[Rr]ole '?([\w.-]+)", msg)
+    role = f" (role {m.group(1) or m.group(2)})" if m else ""
+    return TrustError(f"store {store!r}{role}: {kind}: {msg}: {hint}")
 
 
 class StoreClient:
