@@ -119,8 +119,8 @@ def test_errors_are_one_line_and_exit_codes(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("argv", [
-    ["keygen"], ["store", "init"], ["store", "delegate"], ["store", "publish"], ["store", "revoke"], ["store", "resign"],
-    ["trust", "add"], ["install"], ["update"], ["list"], ["uninstall"], ["grants"]])
+    ["keygen"], ["store", "init"], ["store", "delegate"], ["store", "publish"], ["store", "revoke"],
+    ["store", "resign"], ["trust", "add"], ["install"], ["update"], ["list"], ["uninstall"], ["grants"]])
 def test_every_command_has_help_with_an_example(argv, capsys):
     assert main([*argv, "--help"]) == 0
     out = capsys.readouterr().out
