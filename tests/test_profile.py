@@ -236,3 +236,16 @@ async def test_a_profile_reloaded_by_a_new_process_keeps_everything(store, profi
 
 def test_profile_is_exported():
     assert protoreg.Profile is Profile
+
+
+async def test_the_broker_enforces_effective_grants_not_the_manifest(store, profile, tmp_path):
+    store.publish(make_extension(tmp_path, permissions=["storage"]))
+    profile.trust("alpha", str(store.dir), store.root_json, ceiling="none")
+    report = profile.install("hello@example.org")
+    assert report.granted == [] and [c.by for c in report.clipped] == ["store alpha"]
+    async with profile.session() as session:
+        resp = await session.fetch("web+hello://world/set?v=x")
+        assert resp.status == 500
+        denied = session.audit.records(decision="denied")
+        assert denied and "clipped by the ceiling" in denied[0].reason
+        assert "protoreg grants hello@example.org" in denied[0].reason
