@@ -125,6 +125,10 @@ class WorkerManager:
         """Send a request to one of the extension's workers (starting one if needed)."""
         if self._closed:
             raise WorkerCrashed("the session is closed", extension=ext.id)
+        if (reason := getattr(self.registry, "disabled", {}).get(ext.id)) is not None:
+            from protoreg.errors import ExtensionRevoked
+
+            raise ExtensionRevoked(ext.id, reason)  # revoked while this request was on its way: no new worker
         pool = self.pool(ext)
         worker = await pool.acquire()
         if not worker.alive:  # died between acquire and now: one more try with a fresh worker
