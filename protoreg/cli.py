@@ -514,7 +514,9 @@ def _trust_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     sp.add_argument("--ceiling", default="", metavar="PERM[,PERM...]",
                     help="permissions and host match patterns the child may grant ('*': all the parent's)")
     sp.add_argument("--signing-key", required=True, metavar="PARENT_KEYFILE")
-    sp.add_argument("--parent", default="targets", help=argparse.SUPPRESS)
+    sp.add_argument("--parent", default="targets", metavar="ROLE",
+                    help="delegate from this child role instead of the store's own (a grandchild; --signing-key is "
+                         "then that role's key)")
     sp = add(store, "publish", cmd_store_publish, "sign and publish an extension directory (or a .protoreg bundle)",
              "protoreg store publish ./store examples/hello-scheme --key store.key", profile=False)
     sp.add_argument("directory")

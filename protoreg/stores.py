@@ -382,7 +382,7 @@ def delegate(directory: str | os.PathLike[str], name: str, child_key: Key, ceili
     assert d.roles is not None
     d.keys[child_key.keyid] = child_key
     d.roles[name] = DelegatedRole(name=name, keyids=[child_key.keyid], threshold=1, terminating=True,
-                                  paths=[f"{_prefix(store, parent)}{name}/*"],
+                                  paths=_paths(f"{_prefix(store, parent)}{name}/"),
                                   unrecognized_fields={CEILING_FIELD: list(kept)})
     md.signed.version += 1
     md.signed.expires = _now() + TARGETS_EXPIRY
@@ -391,6 +391,15 @@ def delegate(directory: str | os.PathLike[str], name: str, child_key: Key, ceili
     # The child's own (empty) role metadata is made at its first publish, signed with its key.
     _update_snapshot(store, {parent: md.signed.version}, online_expiry)
     return clipped
+
+
+#: Delegation depth below a role: TUF path patterns match one path segment per "*", so a role's patterns list
+#: each depth of its prefix (a grandchild's targets are two segments below the child's prefix).
+MAX_DEPTH: Final = 4
+
+
+def _paths(prefix: str) -> list[str]:
+    return [prefix + "/".join(["*"] * depth) for depth in range(1, MAX_DEPTH + 1)]
 
 
 def _ceiling_chain(store: Path, role: str) -> list[tuple[str, tuple[str, ...]]]:

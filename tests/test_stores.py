@@ -204,3 +204,23 @@ def test_a_store_served_over_http(store, profile, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_grandchild_is_clipped_by_every_ceiling_on_the_chain(store, profile, tmp_path):
+    child_key, _ = store.delegate("community", ["storage", "https://*.example.org/*"])
+    store.publish(make_extension(tmp_path, "seed@example.net", scheme="web+seed"), role="community", key=child_key)
+    priv, pub = stores.generate_key(tmp_path / "grandchild.key")
+    clipped = stores.delegate(store.dir, "team", stores.load_public_key(pub), ["storage", "https://*/*"], child_key,
+                              parent="community")
+    assert [(c.permission, c.by) for c in clipped] == [("https://*/*", "community")]
+    ext = make_extension(tmp_path, "deep@example.net", permissions=["storage"],
+                         host_permissions=["https://api.example.org/*", "https://other.example/*"])
+    path = store.publish(ext, role="team", key=stores.load_private_key(priv))
+    assert path == "community/team/deep@example.net.protoreg"
+    profile.trust("alpha", str(store.dir), store.root_json)
+    report = profile.install("deep@example.net")
+    # team's recorded ceiling is "storage" (its "https://*/*" was clipped by community at delegation time)
+    assert report.granted == ["storage"]
+    assert [(c.permission, c.by) for c in report.clipped] == [
+        ("https://other.example/*", "store alpha, role community"),
+        ("https://api.example.org/*", "store alpha, role team")]
