@@ -107,7 +107,7 @@ class Profile:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path).expanduser() if path is not None else default_profile_dir()
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)  # storage and grants are the user's alone
         #: Installed extensions refused at the last load (id -> why), e.g. a file changed on disk.
         self.problems: dict[str, str] = {}
         self._registries: weakref.WeakSet[Registry] = weakref.WeakSet()
