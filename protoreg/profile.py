@@ -236,8 +236,13 @@ class Profile:
         if not tree.exists():
             tree.parent.mkdir(parents=True, exist_ok=True)
             bundles.write_tree(bundle, tree)
-        else:  # already there (same signed sha256): make sure it is intact
-            bundles.verify_tree(tree, bundle.sha256, source=f"{bundle.id} in {self.path}")
+        else:  # already there (same signed sha256): keep it if intact, else replace it with the verified bytes
+            try:
+                bundles.verify_tree(tree, bundle.sha256, source=f"{bundle.id} in {self.path}")
+            except TrustError as exc:
+                log.warning("replacing a damaged copy: %s", exc)
+                shutil.rmtree(tree)
+                bundles.write_tree(bundle, tree)
         return tree
 
     def _find(self, ext_id: str, store: str | None) -> tuple[stores.StoreClient, stores.Found]:
