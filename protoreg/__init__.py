@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     "Conflict": "protoreg.registry",
+    "ExtensionRevoked": "protoreg.errors",
     "Extension": "protoreg.registry",
     "FetchResponse": "protoreg.response",
     "HandlerError": "protoreg.errors",
@@ -29,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "Origin": "protoreg.origins",
     "PermissionDenied": "protoreg.errors",
     "PolicyError": "protoreg.errors",
+    "Profile": "protoreg.profile",
     "ProtoregError": "protoreg.errors",
     "Registry": "protoreg.registry",
     "Request": "protoreg.messages",
@@ -37,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "SchemeEntry": "protoreg.registry",
     "Session": "protoreg.session",
     "TooManyRedirects": "protoreg.session",
+    "TrustError": "protoreg.errors",
     "UnknownScheme": "protoreg.errors",
     "WorkerConfig": "protoreg.worker.config",
     "WorkerCrashed": "protoreg.errors",
@@ -64,6 +67,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from protoreg import cors, csp, gateway, testing
     from protoreg.errors import (
+        ExtensionRevoked,
         HandlerError,
         HandlerTimeout,
         InstallError,
@@ -75,11 +79,13 @@ if TYPE_CHECKING:
         PolicyError,
         ProtoregError,
         SandboxError,
+        TrustError,
         UnknownScheme,
         WorkerCrashed,
     )
     from protoreg.messages import Request, Response
     from protoreg.origins import Origin
+    from protoreg.profile import Profile
     from protoreg.registry import Conflict, Extension, Registry, SchemeEntry
     from protoreg.response import FetchResponse
     from protoreg.session import Session, TooManyRedirects

@@ -66,13 +66,18 @@ def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool
 
 @dataclass(frozen=True)
 class Grants:
-    """What an extension may do. Today: what its manifest requests; the seam for a permission manager later."""
+    """What an extension may do: its effective grants (see protoreg.profile), else what its manifest requests."""
 
     permissions: frozenset[str]
     hosts: tuple[MatchPattern, ...]
 
     @classmethod
     def from_extension(cls, ext: Extension) -> Grants:
+        """The extension's effective grants (``requested ∩ ceiling``, set by the profile at install); for a
+        directory installed without a profile, what its manifest requests."""
+        if ext.granted_permissions is not None or ext.granted_hosts is not None:
+            return cls(frozenset(ext.granted_permissions or ()),
+                       tuple(parse_pattern(p) for p in ext.granted_hosts or ()))
         manifest = ext.manifest
         return cls(frozenset(p for p in manifest.permissions if "://" not in p and p != "<all_urls>"),
                    tuple(parse_pattern(p) for p in manifest.granted_hosts))
@@ -167,6 +172,11 @@ class Broker:
         if not isinstance(key, str) or len(key) > MAX_KEY:
             raise ValueError("storage key must be a str of at most 1024 characters")
         if "storage" not in self.grants(ext).permissions:
+            if "storage" in ext.manifest.permissions:  # requested, but not within a signing store's ceiling
+                raise self._deny(ext, origin, f"storage.{op}", key, (
+                    f"PermissionDenied: {_describe(ext, scheme)} tried to use storage.{op}: the manifest requests "
+                    f'"storage" but it was not granted (clipped by the ceiling of the store that signed it; see '
+                    f"protoreg grants {ext.id})."))
             raise self._deny(ext, origin, f"storage.{op}", key, (
                 f"PermissionDenied: {_describe(ext, scheme)} tried to use storage.{op}: the extension lacks the "
                 f'"storage" permission in manifest.json. Add "storage" to "permissions" to allow it.'))
@@ -252,6 +262,12 @@ class Broker:
             if not grants.allows_host(url):
                 how = f" (redirected from a granted URL, hop {hop})" if hop else ""
                 suggestion = f"{url.scheme}://{url.raw_host}/*"
+                requested = [parse_pattern(p) for p in ext.manifest.granted_hosts]
+                if ext.granted_hosts is not None and any(p.matches(url) for p in requested):
+                    raise self._deny(ext, origin, "fetch", str(url), (
+                        f"PermissionDenied: {_describe(ext, scheme)} tried to fetch {url}{how}: the manifest's "
+                        "host_permissions request it but it was not granted (clipped by the ceiling of the store "
+                        f"that signed it; see protoreg grants {ext.id})."))
                 raise self._deny(ext, origin, "fetch", str(url), (
                     f"PermissionDenied: {_describe(ext, scheme)} tried to fetch {url}{how}: not allowed by "
                     f'host_permissions in manifest.json. Add "{suggestion}" to host_permissions to allow it.'))

@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from protoreg.errors import ManifestError, ProtoregError
 
@@ -86,19 +87,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from protoreg.gateway import create_app
     from protoreg.gateway.hosts import to_gateway_url
-    from protoreg.registry import Registry
     from protoreg.worker.config import WorkerConfig
 
-    reg = Registry()
-    for bundle in args.extension or default_bundles():
-        ext = reg.install(bundle)
-        logging.getLogger("protoreg.cli").info("installed %s from %s", ext.id, bundle)
-    state = Path(args.state_dir) if args.state_dir else _default_state()
+    profile = _profile(args)
+    reg = _profile_registry(profile, args.extension)
+    state = profile.path
     examples = _import_demo(reg, state)
     app = create_app(reg, config=WorkerConfig(state_dir=str(state)))
+    _refresh_in_background(app, profile, reg)
     app["protoreg_examples"] = examples
     authority = f"localhost:{args.port}"
-    _out(f"protoreg gateway: dashboard at http://{authority}/ (state in {state})")
+    _out(f"protoreg gateway: dashboard at http://{authority}/ (profile {state})")
+    for ext in reg.extensions.values():
+        note = f" (DISABLED: {reg.disabled[ext.id]})" if ext.id in reg.disabled else ""
+        _out(f"  {ext.id} {ext.version}: {ext.provenance}{note}")
+    for ext_id, problem in profile.problems.items():
+        _err(f"  REFUSED {ext_id}: {problem}")
     for scheme in sorted(reg.schemes):
         example = examples.get(scheme, f"{scheme}://example/")
         try:
@@ -136,7 +140,8 @@ def cmd_ipfs_import(args: argparse.Namespace) -> int:
 
     core = ipfs_core()
     ext = Registry().install(IPFS_BUNDLE)
-    store = store_for(ext, Path(args.state_dir) if args.state_dir else _default_state())
+    state = args.profile or args.state_dir  # a profile is a state dir (docs/trust.md)
+    store = store_for(ext, Path(state) if state else _default_state())
     path = Path(args.car)
     if not path.is_file():
         _err(f"protoreg ipfs import: {path} does not exist or is not a file")
@@ -184,7 +189,6 @@ def cmd_ipfs_add(args: argparse.Namespace) -> int:
 
 # -- fetch ------------------------------------------------------------------------------------------------------
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from protoreg.registry import Registry
     from protoreg.session import Session
 
     headers = []
@@ -194,12 +198,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             _err(f"protoreg fetch: -H {h!r} is not 'Name: value'")
             return EXIT_USAGE
         headers.append((name.strip(), value.strip()))
-    reg = Registry()
-    for bundle in args.extension or default_bundles():
-        reg.install(bundle)
+    profile = _profile(args)
+    reg = _profile_registry(profile, args.extension)
 
     async def run() -> int:
-        async with Session(reg) as session:
+        async with Session(reg, profile=profile) as session:
             resp = await session.fetch(args.url, method=args.request or ("POST" if args.data else "GET"),
                                        headers=headers, body=args.data, origin=args.origin, mode=args.mode)
             if args.include:
@@ -246,6 +249,325 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- profile, stores, trust (docs/trust.md) ---------------------------------------------------------------------
+def _profile_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--profile", metavar="DIR", help="the profile directory (default: $XDG_DATA_HOME/protoreg or "
+                    "~/.local/share/protoreg)")
+
+
+def _profile(args: argparse.Namespace) -> Any:
+    from protoreg.profile import Profile
+
+    path = getattr(args, "profile", None)
+    if path is None and getattr(args, "state_dir", None):
+        _err("protoreg: --state-dir is deprecated; use --profile (same directory layout)")
+        path = args.state_dir
+    return Profile(path)
+
+
+def _profile_registry(profile: Any, extensions: Sequence[str] | None) -> Any:
+    """The profile's verified extensions, plus development directories (-e; default: the built-in handlers and
+    the demo when the profile has none), installed unsigned for this run only."""
+    reg = profile.registry()
+    for problem in profile.problems.values():
+        _err(f"protoreg: refused: {problem}")
+    bundles = extensions or ([] if profile.installed else default_bundles())
+    for bundle in bundles:
+        from protoreg.manifest import load_manifest
+
+        if load_manifest(bundle).id in reg.extensions:
+            continue  # the profile's installed (verified) copy wins over a default bundle
+        ext = reg.install(bundle)
+        logging.getLogger("protoreg.cli").info("installed %s from %s (unsigned, development)", ext.id, bundle)
+    return reg
+
+
+def _refresh_in_background(app: Any, profile: Any, reg: Any, interval: float = 2.0) -> None:
+    """While serving, apply revocations recorded by `protoreg update` (any process) within ``interval`` seconds."""
+    import contextlib
+
+    async def watch() -> None:
+        path = profile.path / "installed.json"
+        seen = None
+        while True:
+            with contextlib.suppress(OSError):
+                mtime = path.stat().st_mtime_ns
+                if mtime != seen:
+                    seen = mtime
+                    profile._registries.add(reg)
+                    profile._apply_update(_empty_report())
+            await asyncio.sleep(interval)
+
+    async def start(app: Any) -> None:
+        app["protoreg_refresh"] = asyncio.ensure_future(watch())
+
+    async def stop(app: Any) -> None:
+        app["protoreg_refresh"].cancel()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+
+
+def _empty_report() -> Any:
+    from protoreg.profile import UpdateReport
+
+    return UpdateReport()
+
+
+def _key_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Missing files are one readable line, not an internal error."""
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except FileNotFoundError as exc:
+            _err(f"protoreg {args.command}: {exc.filename}: no such file or directory")
+            return EXIT_FAIL
+    return wrapped
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from protoreg.stores import generate_key
+
+    if Path(args.keyfile).exists():
+        _err(f"protoreg keygen: {args.keyfile} exists; refusing to overwrite a key")
+        return EXIT_FAIL
+    priv, pub = generate_key(args.keyfile)
+    _out(f"private key: {priv} (mode 0600; keep it secret, back it up)")
+    _out(f"public key:  {pub}")
+    return EXIT_OK
+
+
+def cmd_store_init(args: argparse.Namespace) -> int:
+    from protoreg.stores import init_store, load_private_key
+
+    root = init_store(args.directory, load_private_key(args.key))
+    _out(str(root))
+    _err(f"store created in {args.directory}: publish its metadata/ and targets/ directories; keep keys/ private. "
+         f"Users trust it with: protoreg trust add NAME {args.directory} --root {root}")
+    return EXIT_OK
+
+
+def cmd_store_delegate(args: argparse.Namespace) -> int:
+    from protoreg.stores import delegate, load_private_key, load_public_key, parse_ceiling
+
+    clipped = delegate(args.directory, args.name, load_public_key(args.key), parse_ceiling(args.ceiling),
+                       load_private_key(args.signing_key), parent=args.parent)
+    _out(f"delegated {args.name}/ to the key {args.key} with ceiling {args.ceiling or 'none'}")
+    for c in clipped:
+        _out(f"  clipped: {c.permission} (beyond the ceiling of {c.by})")
+    return EXIT_OK
+
+
+def cmd_store_publish(args: argparse.Namespace) -> int:
+    from protoreg import bundles
+    from protoreg.stores import load_private_key, publish
+
+    src = Path(args.bundle)
+    data = src.read_bytes() if src.is_file() else bundles.pack(src)
+    path = publish(args.directory, data, load_private_key(args.key), role=args.role)
+    b = bundles.parse(data)
+    _out(f"published {b.id} {b.version} as {path} (sha256 {b.sha256[:16]}…, role {args.role})")
+    return EXIT_OK
+
+
+def cmd_store_revoke(args: argparse.Namespace) -> int:
+    from protoreg.stores import load_private_key, revoke
+
+    role = revoke(args.directory, args.ext_id, load_private_key(args.key))
+    _out(f"revoked {args.ext_id} (role {role}); profiles disable it at their next protoreg update")
+    return EXIT_OK
+
+
+def cmd_store_resign(args: argparse.Namespace) -> int:
+    from protoreg.stores import resign_online
+
+    resign_online(args.directory)
+    _out(f"re-signed the snapshot and timestamp of {args.directory} (valid for 7 days)")
+    return EXIT_OK
+
+
+def cmd_trust_add(args: argparse.Namespace) -> int:
+    profile = _profile(args)
+    store = profile.trust(args.name, args.location, Path(args.root), ceiling=args.ceiling)
+    _out(f"trusted store {store.name} at {store.url} (ceiling: {', '.join(store.ceiling) or 'nothing'})")
+    return EXIT_OK
+
+
+def cmd_trust_list(args: argparse.Namespace) -> int:
+    for store in _profile(args).stores.values():
+        _out(f"{store.name}  {store.url}  ceiling: {', '.join(store.ceiling) or 'nothing'}")
+    return EXIT_OK
+
+
+def cmd_trust_remove(args: argparse.Namespace) -> int:
+    _profile(args).untrust(args.name)
+    _out(f"removed store {args.name}; its extensions are disabled at the next protoreg update")
+    return EXIT_OK
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    profile = _profile(args)
+    if args.unsigned:
+        if args.from_store:
+            _err("protoreg install: --from applies to signed installs, not --unsigned DIR")
+            return EXIT_USAGE
+        try:
+            report = profile.install_unsigned(args.target, accept_risk=args.i_accept_the_risk)
+        except Exception as exc:
+            if "--i-accept-the-risk" in str(exc):
+                _err(f"WARNING: {exc}")
+                return EXIT_FAIL
+            raise
+    else:
+        if Path(args.target).is_dir():
+            _err(f"protoreg install: {args.target} is a directory. Install signed extensions by id from a trusted "
+                 f"store, or a development directory with: protoreg install --unsigned {args.target}")
+            return EXIT_USAGE
+        report = profile.install(args.target, store=args.from_store)
+    for line in report.lines():
+        (_err if line.lstrip().startswith("warning") else _out)(line)
+    return EXIT_OK
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    profile = _profile(args)
+    if args.approve:
+        for line in profile.approve(args.approve).lines():
+            _out(line)
+        return EXIT_OK
+    if args.deny:
+        profile.deny(args.deny)
+        _out(f"kept the installed version of {args.deny}; the update was refused")
+        return EXIT_OK
+    report = profile.update()
+    for line in report.lines():
+        (_err if line.startswith(("refused", "error", "REVOKED")) else _out)(line)
+    return EXIT_FAIL if report.errors or report.refused else EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    profile = _profile(args)
+    profile.registry()  # re-verifies every bundle
+    records = profile.installed
+    if not records:
+        _out(f"no extension is installed in {profile.path}")
+    for ext_id, rec in sorted(records.items()):
+        state = rec["status"] if rec["status"] != "revoked" else f"DISABLED ({rec['reason']})"
+        if ext_id in profile.problems:
+            state = f"REFUSED at load: {profile.problems[ext_id]}"
+        pending = f"; update {rec['pending']['version']} waits for your decision" if rec.get("pending") else ""
+        _out(f"{ext_id} {rec['version']}  {rec['source']}  {state}{pending}")
+    return EXIT_FAIL if profile.problems else EXIT_OK
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    _profile(args).uninstall(args.ext_id)
+    _out(f"uninstalled {args.ext_id} (its storage and data were removed)")
+    return EXIT_OK
+
+
+def cmd_grants(args: argparse.Namespace) -> int:
+    rec = _profile(args).grants(args.ext_id)
+    _out(f"{args.ext_id} {rec['version']} ({rec['source']})")
+    _out(f"  requested: {', '.join(rec['requested']) or 'nothing'}")
+    _out(f"  granted:   {', '.join(rec['granted']) or 'nothing'}")
+    for c in rec["clipped"]:
+        _out(f"  clipped:   {c['permission']} (by {c['by']})")
+    if rec.get("pending"):
+        _out(f"  pending:   {rec['pending']['version']} asks for {', '.join(rec['pending']['new'])}")
+    return EXIT_OK
+
+
+def _trust_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    prof = argparse.ArgumentParser(add_help=False)
+    _profile_option(prof)
+
+    def add(parent: Any, name: str, fn: Callable[[argparse.Namespace], int], help: str, example: str,
+            profile: bool = True) -> argparse.ArgumentParser:
+        sp = parent.add_parser(name, help=help, description=help, epilog=f"example: {example}",
+                               parents=[common, *([prof] if profile else [])],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp.set_defaults(fn=_key_errors(fn))
+        return sp
+
+    sp = add(sub, "keygen", cmd_keygen, "make an Ed25519 key pair: KEYFILE (private, mode 0600) and KEYFILE.pub",
+             "protoreg keygen store.key", profile=False)
+    sp.add_argument("keyfile")
+
+    def group(name: str, help: str, example: str) -> Any:
+        g = sub.add_parser(name, help=help, description=help, epilog=f"example: {example}", parents=[common])
+        g.set_defaults(fn=lambda a: (g.print_help(), EXIT_USAGE)[1])
+        return g.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+
+    store = group("store", "make and maintain a store (a TUF repository of signed extension bundles)",
+                  "protoreg store init ./store --key store.key")
+    sp = add(store, "init", cmd_store_init, "create a store in DIR signed by KEYFILE; prints its root metadata path",
+             "protoreg store init ./store --key store.key", profile=False)
+    sp.add_argument("directory")
+    sp.add_argument("--key", required=True, metavar="KEYFILE", help="the store's private key (root and targets)")
+    sp = add(store, "delegate", cmd_store_delegate, "delegate the path prefix NAME/ to a child key, with the "
+             "ceiling of permissions it may grant (clipped to the parent's)",
+             "protoreg store delegate ./store community --key community.key.pub --ceiling storage "
+             "--signing-key store.key", profile=False)
+    sp.add_argument("directory")
+    sp.add_argument("name")
+    sp.add_argument("--key", required=True, metavar="CHILD_KEYFILE.pub")
+    sp.add_argument("--ceiling", default="", metavar="PERM[,PERM...]",
+                    help="permissions and host match patterns the child may grant ('*': all the parent's)")
+    sp.add_argument("--signing-key", required=True, metavar="PARENT_KEYFILE")
+    sp.add_argument("--parent", default="targets", metavar="ROLE",
+                    help="delegate from this child role instead of the store's own (a grandchild; --signing-key is "
+                         "then that role's key)")
+    sp = add(store, "publish", cmd_store_publish, "sign and publish an extension directory (or a .protoreg bundle)",
+             "protoreg store publish ./store examples/hello-scheme --key store.key", profile=False)
+    sp.add_argument("directory")
+    sp.add_argument("bundle", metavar="BUNDLE_DIR")
+    sp.add_argument("--role", default="targets", metavar="NAME", help="a delegated role (default: the store's own)")
+    sp.add_argument("--key", required=True, metavar="KEYFILE")
+    sp = add(store, "revoke", cmd_store_revoke, "drop an extension from the store: profiles disable it at their "
+             "next update", "protoreg store revoke ./store hello@example.org --key store.key", profile=False)
+    sp.add_argument("directory")
+    sp.add_argument("ext_id", metavar="EXT_ID")
+    sp.add_argument("--key", required=True, metavar="KEYFILE")
+
+    sp = add(store, "resign", cmd_store_resign, "re-sign the store's snapshot and timestamp (they expire after 7 "
+             "days: run it daily, e.g. from cron)", "protoreg store resign ./store", profile=False)
+    sp.add_argument("directory")
+
+    trust = group("trust", "the stores this profile trusts", "protoreg trust add alpha ./store --root "
+                  "./store/metadata/1.root.json")
+    sp = add(trust, "add", cmd_trust_add, "trust a store: pin its root metadata (obtained out of band)",
+             "protoreg trust add alpha https://store.example.org/ --root 1.root.json --ceiling storage")
+    sp.add_argument("name")
+    sp.add_argument("location", metavar="URL_OR_DIR")
+    sp.add_argument("--root", required=True, metavar="ROOT_JSON")
+    sp.add_argument("--ceiling", default=None, metavar="PERM[,PERM...]",
+                    help="what this store may grant (default: everything it asks for)")
+    add(trust, "list", cmd_trust_list, "list trusted stores", "protoreg trust list")
+    sp = add(trust, "remove", cmd_trust_remove, "stop trusting a store", "protoreg trust remove alpha")
+    sp.add_argument("name")
+
+    sp = add(sub, "install", cmd_install, "install a signed extension from a trusted store, or a development "
+             "directory with --unsigned", "protoreg install hello@example.org --from alpha")
+    sp.add_argument("target", metavar="EXT_ID|DIR")
+    sp.add_argument("--from", dest="from_store", metavar="NAME", help="the trusted store to install from")
+    sp.add_argument("--unsigned", action="store_true", help="install a development directory without a signature")
+    sp.add_argument("--i-accept-the-risk", action="store_true",
+                    help="confirm granting permissions to unsigned code")
+    sp = add(sub, "update", cmd_update, "refresh trusted stores: revocations, updates, pending decisions",
+             "protoreg update --approve hello@example.org")
+    sp.add_argument("--approve", metavar="EXT_ID", help="grant what a pending update asks for and install it")
+    sp.add_argument("--deny", metavar="EXT_ID", help="refuse a pending update")
+    add(sub, "list", cmd_list, "list installed extensions, their source and state (re-verifying each)",
+        "protoreg list")
+    sp = add(sub, "uninstall", cmd_uninstall, "remove an extension, its storage and data",
+             "protoreg uninstall hello@example.org")
+    sp.add_argument("ext_id", metavar="EXT_ID")
+    sp = add(sub, "grants", cmd_grants, "show requested and effective grants, and what which store clipped",
+             "protoreg grants hello@example.org")
+    sp.add_argument("ext_id", metavar="EXT_ID")
+
+
 # -- plumbing ---------------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="protoreg", description="Custom URL schemes with origin isolation.",
@@ -274,7 +596,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sp.add_argument("--extension", "-e", action="append", help="install this extension directory (repeatable); "
                     "default: the built-in handlers and the demo")
-    sp.add_argument("--state-dir", help="where storage and extension data live (default: ~/.local/share/protoreg)")
+    sp.add_argument("--state-dir", help="deprecated alias of --profile")
+    _profile_option(sp)
     sp = add("fetch", cmd_fetch, "fetch a custom URL through its handler, like curl",
              "protoreg fetch -i web+hello://world/")
     sp.add_argument("url")
@@ -286,6 +609,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--origin", help="fetch as this initiator origin, e.g. web+a://x")
     sp.add_argument("--mode", default="navigate", choices=["cors", "no-cors", "same-origin", "navigate"])
     sp.add_argument("--extension", "-e", action="append")
+    _profile_option(sp)
     ipfs = sub.add_parser("ipfs", help="the built-in ipfs handler's block store", parents=[common],
                           description="Import CAR files into, or build CAR files for, the ipfs:// handler.",
                           epilog="example: protoreg ipfs add ./site && protoreg ipfs import site.car")
@@ -295,7 +619,8 @@ def _parser() -> argparse.ArgumentParser:
                              epilog="example: protoreg ipfs import site.car")
     sp.set_defaults(fn=cmd_ipfs_import)
     sp.add_argument("car")
-    sp.add_argument("--state-dir", help="default: ~/.local/share/protoreg (as protoreg serve)")
+    sp.add_argument("--state-dir", help="deprecated alias of --profile")
+    _profile_option(sp)
     sp = ipfs_sub.add_parser("add", help="build UnixFS from a file or directory (kubo defaults) and write a CAR",
                              parents=[common],
                              epilog="example: protoreg ipfs add ./site -o site.car")
@@ -307,6 +632,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--require", action="append", metavar="LAYER",
                     help="exit 1 unless this layer is available (fds, namespaces, filesystem, rlimits, cgroup, "
                          "no_new_privs, landlock, seccomp)")
+    _trust_parsers(sub, common)
     return p
 
 

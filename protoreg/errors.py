@@ -12,6 +12,8 @@ Each message says what happened, why, and what to change.
     ├── ManifestError(ValueError)         every problem of a manifest.json at once (.problems)
     ├── InstallError(RuntimeError)        an extension cannot be installed or uninstalled (conflict, unknown id)
     ├── PolicyError(PermissionError)      a request blocked by CORS / same-origin / mode rules
+    │   └── ExtensionRevoked              the extension was revoked by its store (HTTP 403 "revoked by <store>")
+    ├── TrustError(RuntimeError)          a store's metadata or a bundle failed verification (names store and role)
     ├── InvalidPolicy(ValueError)         a hand-built CSP that would change meaning when sent as a header
     ├── PermissionDenied(PermissionError) a capability call not granted by the manifest
     ├── SandboxError(OSError)             a required sandbox layer is unavailable or failed to engage
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ExtensionRevoked",
     "HandlerError",
     "HandlerTimeout",
     "InstallError",
@@ -38,6 +41,7 @@ __all__ = [
     "PolicyError",
     "ProtoregError",
     "SandboxError",
+    "TrustError",
     "UnknownScheme",
     "WorkerCrashed",
 ]
@@ -107,6 +111,22 @@ class InstallError(ProtoregError, RuntimeError):
 
 class PolicyError(ProtoregError, PermissionError):
     """A fetch was blocked by origin policy (CORS, same-origin mode, a failed preflight)."""
+
+
+class ExtensionRevoked(PolicyError):
+    """The extension serving a URL was disabled: revoked by (or dropped from) the store that signed it."""
+
+    status = 403
+
+    def __init__(self, extension: str, reason: str) -> None:
+        self.extension = extension
+        self.reason = reason
+        super().__init__(f"{extension} is disabled: {reason}. Its workers were stopped and its URLs are refused; "
+                         "uninstall it (protoreg uninstall) or install another extension for its schemes")
+
+
+class TrustError(ProtoregError, RuntimeError):
+    """A store's signed metadata or a bundle did not verify: the message names the store, the role and the fix."""
 
 
 class PermissionDenied(ProtoregError, PermissionError):

@@ -31,7 +31,7 @@ from protoreg.errors import ManifestError, ManifestProblem
 from protoreg.schemes import check_scheme
 
 __all__ = ["KNOWN_PERMISSIONS", "MAX_MANIFEST_BYTES", "Manifest", "ProtocolHandler", "is_match_pattern",
-           "load_manifest", "manifest_json_schema", "match_pattern_problem"]
+           "load_manifest", "manifest_json_schema", "match_pattern_problem", "parse_manifest"]
 
 log = logging.getLogger("protoreg.manifest")
 
@@ -387,8 +387,22 @@ def load_manifest(directory: str | Path) -> Manifest:
         raise _single(source, f"manifest.json is larger than {MAX_MANIFEST_BYTES // 1024} KiB",
                       "a manifest lists keys, not content: move data into files of the bundle")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise _single(source, f"manifest.json can't be read: {exc}", "save it as UTF-8 JSON") from None
+    return parse_manifest(raw, root, source=source)
+
+
+def parse_manifest(raw: bytes, root: str | Path, *, source: str | None = None) -> Manifest:
+    """Validate manifest bytes already read (e.g. from a verified bundle); ``root`` holds the bundle's files."""
+    root = Path(root)
+    source = source or str(root / "manifest.json")
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise _single(source, f"manifest.json is larger than {MAX_MANIFEST_BYTES // 1024} KiB",
+                      "a manifest lists keys, not content: move data into files of the bundle")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise _single(source, f"manifest.json can't be read: {exc}", "save it as UTF-8 JSON") from None
     try:
         data = json.loads(text)

@@ -28,7 +28,8 @@ from protoreg import origins, trust, urls
 from protoreg.errors import InstallError, UnknownScheme
 from protoreg.manifest import Manifest, ProtocolHandler, load_manifest
 
-__all__ = ["MAX_BYTES", "MAX_ENTRIES", "MAX_FILES", "Conflict", "Extension", "Registry", "SchemeEntry", "read_bundle"]
+__all__ = ["MAX_BYTES", "MAX_ENTRIES", "MAX_FILES", "Conflict", "Extension", "Registry", "SchemeEntry", "read_bundle",
+           "verified_extension"]
 
 log = logging.getLogger("protoreg.registry")
 
@@ -49,6 +50,12 @@ class Extension:
     files: Mapping[str, bytes]
     #: sha256 over the sorted ``path\0sha256(bytes)`` lines: the identity of the bundle's code.
     digest: str
+    #: The effective grants (``requested ∩ ceiling`` of the signing stores), or None: what the manifest requests
+    #: (a directory installed for development). The broker enforces these, never the manifest directly.
+    granted_permissions: frozenset[str] | None = None
+    granted_hosts: tuple[str, ...] | None = None
+    #: Where the code came from: "store NAME" (signed and verified), or "unsigned, development".
+    provenance: str = "unsigned, development"
 
     @property
     def handlers(self) -> tuple[ProtocolHandler, ...]:
@@ -138,6 +145,18 @@ def _read_regular(path: Path, rel: str, budget: int) -> bytes:
     return data
 
 
+def verified_extension(root: str | os.PathLike[str], manifest: Manifest, files: Mapping[str, bytes], *,
+                       granted_permissions: frozenset[str] | None = None, granted_hosts: Sequence[str] | None = None,
+                       provenance: str = "unsigned, development") -> Extension:
+    """An Extension from verified in-memory bytes (see Registry.install_verified and Registry.replace)."""
+    code = {p: b for p, b in sorted(files.items()) if p.endswith(".py")}
+    lines = sorted(f"{p}\0{hashlib.sha256(b).hexdigest()}" for p, b in code.items())
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    return Extension(manifest.id, manifest.name, manifest.version, Path(root).resolve(), manifest,
+                     MappingProxyType(code), digest, granted_permissions,
+                     None if granted_hosts is None else tuple(granted_hosts), provenance)
+
+
 class Registry:
     """Installed extensions and their schemes. An object, never global state."""
 
@@ -147,6 +166,7 @@ class Registry:
         self._schemes: dict[str, SchemeEntry] = {}
         self._conflicts: list[Conflict] = []
         self._listeners: list[Callable[[str, Extension], None]] = []
+        self._disabled: dict[str, str] = {}
         self._trustworthy: frozenset[str] = frozenset()
         # yarl.URLs are immutable, so resolutions can be shared; the cache is cleared whenever schemes change.
         self._resolve_cached = functools.lru_cache(maxsize=4096)(self._resolve_uncached)
@@ -165,17 +185,40 @@ class Registry:
         files, digest = read_bundle(root)
         ext = Extension(manifest.id, manifest.name, manifest.version, root.resolve(), manifest,
                         MappingProxyType(files), digest)
+        return self._install(ext, prefer)
+
+    def install_verified(self, root: str | os.PathLike[str], manifest: Manifest, files: Mapping[str, bytes], *,
+                         granted_permissions: frozenset[str] | None = None,
+                         granted_hosts: Sequence[str] | None = None, provenance: str = "unsigned, development",
+                         prefer: bool = False) -> Extension:
+        """Install from bytes already verified (a signed bundle, see protoreg.profile): nothing is read again.
+
+        ``files`` maps every bundle path to its bytes; the worker gets the ``*.py`` ones. ``root`` is where the
+        verified files were written (the sandbox's read-only bundle directory, for assets)."""
+        ext = verified_extension(root, manifest, files, granted_permissions=granted_permissions,
+                                 granted_hosts=granted_hosts, provenance=provenance)
+        return self._install(ext, prefer)
+
+    def _install(self, ext: Extension, prefer: bool) -> Extension:
+        manifest, digest = ext.manifest, ext.digest
         existing = self._extensions.get(ext.id)
         if existing is not None:
-            if existing.digest == digest and existing.root == ext.root and existing.manifest == manifest:
+            if (existing.digest == digest and existing.root == ext.root and existing.manifest == manifest
+                    and existing.granted_permissions == ext.granted_permissions
+                    and existing.granted_hosts == ext.granted_hosts):
                 log.debug("%s is already installed from %s with the same code and manifest", ext.id, ext.root)
                 return existing
             raise InstallError(f"an extension with id {ext.id!r} is already installed from {existing.root} "
                                f"(version {existing.version}, code {existing.digest[:12]}); this one differs "
                                f"(version {ext.version}, code {digest[:12]}). Call reg.uninstall({ext.id!r}) "
                                "first to replace it")
+        self._claim(ext, prefer)
+        self._emit("installed", ext)
+        return ext
+
+    def _claim(self, ext: Extension, prefer: bool) -> None:
         self._extensions[ext.id] = ext
-        for handler in manifest.protocol_handlers:
+        for handler in ext.manifest.protocol_handlers:
             line = self._claims.setdefault(handler.protocol, [])
             if line:
                 current = line[0]
@@ -191,14 +234,52 @@ class Registry:
             else:
                 line.append(ext.id)
             self._refresh(handler.protocol)
-        self._emit("installed", ext)
-        return ext
 
     def uninstall(self, extension_id: str) -> Extension:
-        ext = self._extensions.pop(extension_id, None)
+        ext = self._extensions.get(extension_id)
         if ext is None:
             raise InstallError(f"no extension with id {extension_id!r} is installed (installed: "
                                f"{', '.join(self._extensions) or 'none'})")
+        self._release(ext)
+        self._disabled.pop(extension_id, None)
+        self._emit("uninstalled", ext)
+        return ext
+
+    def replace(self, ext: Extension) -> Extension:
+        """Swap an installed extension for a new version of it (an update), keeping its place in each scheme's
+        line, its storage and its data; subscribers get "updated" with the new Extension (workers of the old
+        version stop)."""
+        old = self._extensions.get(ext.id)
+        if old is None:
+            raise InstallError(f"no extension with id {ext.id!r} is installed, so it can't be updated")
+        positions = {s: line.index(ext.id) for s, line in self._claims.items() if ext.id in line}
+        self._release(old)
+        self._extensions[ext.id] = ext
+        for handler in ext.manifest.protocol_handlers:
+            line = self._claims.setdefault(handler.protocol, [])
+            line.insert(min(positions.get(handler.protocol, len(line)), len(line)), ext.id)
+            self._refresh(handler.protocol)
+        self._emit("updated", ext)
+        return ext
+
+    # -- disable (revocation) ---------------------------------------------------------------------------------
+    @property
+    def disabled(self) -> Mapping[str, str]:
+        """Extension id -> why it is disabled (e.g. "revoked by store alpha"). Its schemes stay claimed, so its
+        URLs answer 403 with the reason instead of falling through to another handler."""
+        return MappingProxyType(self._disabled)
+
+    def disable(self, extension_id: str, reason: str) -> None:
+        """Stop serving an extension (revocation): subscribers get "disabled" and stop its workers at once."""
+        ext = self._extensions.get(extension_id)
+        if ext is None:
+            raise InstallError(f"no extension with id {extension_id!r} is installed")
+        self._disabled[extension_id] = reason
+        self._emit("disabled", ext)
+
+    def _release(self, ext: Extension) -> None:
+        extension_id = ext.id
+        self._extensions.pop(extension_id, None)
         for handler in ext.manifest.protocol_handlers:
             line = self._claims.get(handler.protocol, [])
             was_active = bool(line) and line[0] == extension_id
@@ -209,8 +290,6 @@ class Registry:
             elif was_active:
                 log.info("scheme %r released by %s to %s, next in line", handler.protocol, extension_id, line[0])
             self._refresh(handler.protocol)
-        self._emit("uninstalled", ext)
-        return ext
 
     def _refresh(self, scheme: str) -> None:
         line = self._claims.get(scheme)
@@ -224,7 +303,8 @@ class Registry:
         self._resolve_cached.cache_clear()
 
     def subscribe(self, callback: Callable[[str, Extension], None]) -> Callable[[], None]:
-        """Call ``callback(event, extension)`` on "installed"/"uninstalled"; returns the unsubscribe function."""
+        """Call ``callback(event, extension)`` on "installed", "uninstalled", "updated" or "disabled"; returns the
+        unsubscribe function."""
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback) if callback in self._listeners else None
 

@@ -8,6 +8,7 @@ filtering, CSP merged with the baseline, trust) -> follow redirects like Fetch (
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import shutil
 import tempfile
@@ -21,7 +22,7 @@ from yarl import URL
 from protoreg import cors, csp
 from protoreg.audit import AuditLog
 from protoreg.broker import Broker
-from protoreg.errors import HandlerError, HandlerTimeout, InvalidURL, PermissionDenied, PolicyError
+from protoreg.errors import ExtensionRevoked, HandlerError, HandlerTimeout, InvalidURL, PermissionDenied, PolicyError
 from protoreg.origins import Origin
 from protoreg.response import FetchResponse, ResponseType
 from protoreg.storage import StorageStore
@@ -30,6 +31,7 @@ from protoreg.worker.manager import WorkerManager
 from protoreg.worker.process import WorkerProcess, WorkerStream
 
 if TYPE_CHECKING:
+    from protoreg.profile import Profile
     from protoreg.registry import Registry, SchemeEntry
 
 __all__ = ["Mode", "Session", "TooManyRedirects"]
@@ -72,9 +74,12 @@ class Session:
             resp = await session.fetch("ipfs://bafy.../", origin="web+a://x", mode="cors")
     """
 
-    def __init__(self, registry: Registry, config: WorkerConfig | None = None, **options: Any) -> None:
+    def __init__(self, registry: Registry, config: WorkerConfig | None = None, *, profile: Profile | None = None,
+                 **options: Any) -> None:
         self.registry = registry
         self.config = config or WorkerConfig(**options)
+        if profile is not None:  # a profile is a state dir: storage and data dirs live in it
+            self.config = dataclasses.replace(self.config, state_dir=str(profile.path))
         self._tempdir: str | None = None
         if self.config.state_dir is not None:
             state = Path(self.config.state_dir)
@@ -167,6 +172,8 @@ class Session:
         redirected = False
         for _ in range(MAX_REDIRECTS + 1):
             entry = reg.lookup(current.scheme)
+            if (reason := getattr(reg, "disabled", {}).get(entry.extension.id)) is not None:
+                raise ExtensionRevoked(entry.extension.id, reason)
             cross = initiator is not None and not initiator.same_origin(reg.origin(current))
             if cross:
                 tainting = self._admit_cross_origin(mode, method, hdrs, initiator, current, tainting)  # type: ignore[arg-type]

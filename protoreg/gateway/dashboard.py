@@ -48,7 +48,14 @@ def status(registry: Any, session: Any) -> dict[str, Any]:
         exts.append({"id": ext.id, "name": ext.name, "version": ext.version, "digest": ext.digest,
                      "handlers": handlers, "permissions": list(ext.manifest.permissions or ()),
                      "host_permissions": list(ext.manifest.host_permissions or ()),
-                     "csp": getattr(csp, "protocol_pages", None) if csp is not None else None})
+                     "csp": getattr(csp, "protocol_pages", None) if csp is not None else None,
+                     # trust (docs/trust.md): where the code came from, and the effective grants the broker enforces
+                     "source": getattr(ext, "provenance", "unsigned, development")
+                     + (f"; DISABLED: {registry.disabled[ext.id]}" if ext.id in getattr(registry, "disabled", {})
+                        else "")})
+        if getattr(ext, "granted_permissions", None) is not None or getattr(ext, "granted_hosts", None) is not None:
+            exts[-1]["permissions"] = sorted(ext.granted_permissions or ())
+            exts[-1]["host_permissions"] = list(ext.granted_hosts or ())
     audit = getattr(session, "audit", None)
     return {"extensions": exts, "sandbox": _sandbox_report(), "workers": session.workers.stats(),
             "audit": [dict(r) for r in audit.recent(50)] if audit is not None else None}
@@ -76,7 +83,8 @@ async def render(request: web.Request, registry: Any, session: Any, target: Gate
             ext_rows.append(
                 f"<tr><td>{icon} <code>{escape(h['scheme'])}</code>"
                 f"{'' if h['active'] else ' (claimed by another extension)'}</td>"
-                f"<td>{escape(ext['name'])} {escape(ext['version'])}<br><code>{escape(ext['id'])}</code></td>"
+                f"<td>{escape(ext['name'])} {escape(ext['version'])}<br><code>{escape(ext['id'])}</code>"
+                f"<br>{escape(ext['source'])}</td>"
                 f"<td>{_badge(h['trustworthy'], 'secure (uriIsTrustworthy)', 'not trustworthy')}</td>"
                 f"<td>{link_html}</td></tr>")
         grants = ", ".join(escape(p) for p in ext["permissions"] + ext["host_permissions"]) or "none"

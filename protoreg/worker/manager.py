@@ -65,7 +65,9 @@ class WorkerManager:
             self._unsubscribe = subscribe(self._on_registry_event)
 
     def _on_registry_event(self, event: str, extension: Extension) -> None:
-        if event == "uninstalled":
+        # "disabled" (revoked) and "updated" stop the extension's workers at once; the next request (if allowed)
+        # starts a worker with the new code.
+        if event in ("uninstalled", "disabled", "updated"):
             for key in [k for k in self._pools if k[0] == extension.id]:
                 pool = self._pools.pop(key)
                 with contextlib.suppress(RuntimeError):
@@ -169,6 +171,10 @@ class WorkerManager:
         workers, starting one if needed."""
         if self._closed:
             raise WorkerCrashed("the session is closed", extension=ext.id)
+        if (reason := getattr(self.registry, "disabled", {}).get(ext.id)) is not None:
+            from protoreg.errors import ExtensionRevoked
+
+            raise ExtensionRevoked(ext.id, reason)  # revoked while this request was on its way: no new worker
         pool = self.pool(ext, origin)
         worker = await pool.acquire()
         if not worker.alive:  # died between acquire and now: one more try with a fresh worker
