@@ -15,6 +15,7 @@ Each message says what happened, why, and what to change.
     │   └── ExtensionRevoked              the extension was revoked by its store (HTTP 403 "revoked by <store>")
     ├── TrustError(RuntimeError)          a store's metadata or a bundle failed verification (names store and role)
     ├── InvalidPolicy(ValueError)         a hand-built CSP that would change meaning when sent as a header
+    ├── InvalidRequest(ValueError)        a request that can't be sent as given (a malformed header name or value)
     ├── PermissionDenied(PermissionError) a capability call not granted by the manifest
     ├── SandboxError(OSError)             a required sandbox layer is unavailable or failed to engage
     └── HandlerError(RuntimeError)        a handler or its worker failed (.status: 500/502/504)
@@ -34,6 +35,7 @@ __all__ = [
     "HandlerTimeout",
     "InstallError",
     "InvalidPolicy",
+    "InvalidRequest",
     "InvalidURL",
     "ManifestError",
     "ManifestProblem",
@@ -159,6 +161,11 @@ class HandlerTimeout(HandlerError, TimeoutError):
     """The per-request timeout expired before the handler answered."""
 
     status = 504
+
+
+class InvalidRequest(ProtoregError, ValueError):
+    """A request that can't be sent as given: a header name that is not an HTTP token, or a value with control
+    characters or text that can't be encoded (e.g. a lone surrogate from undecodable bytes)."""
 
 
 class InvalidPolicy(ProtoregError, ValueError):

@@ -29,7 +29,8 @@ HeadersInit: TypeAlias = "Mapping[str, str] | Iterable[tuple[str, str]] | None"
 
 # RFC 9110 token for field names; field values may not contain CR, LF or NUL.
 _TOKEN: Final = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_BAD_VALUE: Final = re.compile(r"[\r\n\x00]")
+#: Characters a field value may not hold (RFC 9110: VCHAR, obs-text, SP and HTAB only): every other C0 control, DEL.
+_BAD_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def check_status(status: object) -> str | None:
@@ -47,8 +48,15 @@ def check_header(name: object, value: object) -> str | None:
         return f"header name and value must be str, got {type(name).__name__}/{type(value).__name__}"
     if not _TOKEN.match(name):
         return f"header name {name!r} is not an HTTP token"
-    if _BAD_VALUE.search(value):
-        return f"header {name!r} has a value containing CR, LF or NUL ({value!r}): header injection is refused"
+    bad = _BAD_VALUE.search(value)
+    if bad:
+        what = "CR, LF or NUL" if bad.group() in "\r\n\x00" else f"the control character {bad.group()!r}"
+        return (f"header {name!r} has a value containing {what} ({value!r}): only visible characters, spaces and "
+                "tabs are allowed in a header value (CR, LF or NUL would be header injection)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"header {name!r} has a value that can't be encoded as UTF-8 ({value!r}, a lone surrogate)"
     return None
 
 

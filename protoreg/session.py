@@ -22,7 +22,16 @@ from yarl import URL
 from protoreg import cors, csp
 from protoreg.audit import AuditLog
 from protoreg.broker import Broker
-from protoreg.errors import ExtensionRevoked, HandlerError, HandlerTimeout, InvalidURL, PermissionDenied, PolicyError
+from protoreg.errors import (
+    ExtensionRevoked,
+    HandlerError,
+    HandlerTimeout,
+    InvalidRequest,
+    InvalidURL,
+    PermissionDenied,
+    PolicyError,
+)
+from protoreg.messages import check_header
 from protoreg.origins import Origin
 from protoreg.response import FetchResponse, ResponseType
 from protoreg.storage import StorageStore
@@ -130,7 +139,10 @@ class Session:
             await self.workers.start()
 
     async def close(self) -> None:
-        """Stop every worker; no child process or descriptor is left behind."""
+        """Stop every worker; no child process, task or descriptor is left behind."""
+        for task in list(self._watchdogs):  # a watchdog outliving the session would report a false "was killed"
+            task.cancel()
+        await asyncio.gather(*self._watchdogs, return_exceptions=True)
         await self.workers.close()
         self._unsubscribe()
         self.broker.storage.close()
@@ -166,6 +178,12 @@ class Session:
         method = method.upper()
         hdrs: CIMultiDict[str] = CIMultiDict(list(headers.items()) if isinstance(headers, Mapping)
                                              else list(headers or ()))
+        if not isinstance(method, str) or not method.isascii() or check_header(method, "") is not None:
+            raise InvalidRequest(f"can't send the request to {url}: the method {method!r} is not an HTTP token")
+        for name, value in hdrs.items():
+            problem = check_header(name, value)
+            if problem is not None:
+                raise InvalidRequest(f"can't send {method} {url}: {problem}. Fix or drop that header")
         payload: bytes | AsyncIterable[bytes] | None = body.encode() if isinstance(body, str) else body
         timeout = self.config.request_timeout if timeout is None else timeout
         tainting: ResponseType = "basic"

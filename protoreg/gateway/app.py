@@ -8,6 +8,7 @@ subdomain form) and the registerProtocolHandler router form ``/?uri=<scheme>://.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from protoreg.errors import InvalidURL, PolicyError, ProtoregError, UnknownScheme
+from protoreg.errors import InvalidRequest, InvalidURL, PolicyError, ProtoregError, UnknownScheme
 from protoreg.gateway import dashboard
 from protoreg.gateway.hosts import (
     GatewayTarget,
@@ -66,8 +67,19 @@ def create_app(registry: Registry, *, session: Session | None = None, config: Wo
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
-    app.router.add_route("*", "/{tail:.*}", _handle)
+    app.router.add_route("*", "/{tail:.*}", _handle, expect_handler=_expect)
     return app
+
+
+async def _expect(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` is answered; any other expectation (or an undecodable one) gets a 417 page."""
+    value = request.headers.get("Expect", "")
+    if value.isascii() and value.strip().lower() == "100-continue":
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return None
+    return error_page(417, f"The request's Expect header ({value!r}) asks for something this gateway can't "
+                           "promise; only 'Expect: 100-continue' is supported. Drop the header and send again.")
 
 
 async def _handle(request: web.Request) -> web.StreamResponse:
@@ -232,10 +244,13 @@ async def _proxy(request: web.Request, target: GatewayTarget) -> web.StreamRespo
         resp = await session.fetch(url, method=request.method, headers=headers,
                                    body=_request_body(request) if has_body else None, mode="navigate",
                                    redirect="manual", origin=origin)
-    except (PolicyError, InvalidURL, UnknownScheme) as exc:
-        return error_page(400 if isinstance(exc, InvalidURL) else 403, str(exc), url=str(url))
+    except (PolicyError, InvalidURL, UnknownScheme, InvalidRequest) as exc:
+        return error_page(403 if isinstance(exc, PolicyError) else 400, str(exc), url=str(url))
     except ProtoregError as exc:
         return error_page(502, str(exc), url=str(url))
+    except (ConnectionError, asyncio.IncompleteReadError, web.HTTPException) as exc:  # the upload broke off
+        return error_page(400, f"The request body could not be read to the end ({type(exc).__name__}); the "
+                               "handler was stopped. Send the request again.", url=str(url))
     if resp.type == "error":
         ext = resp.error.extension if resp.error is not None else None
         return error_page(resp.status, str(resp.error or "handler failed"), extension=ext, url=str(url))

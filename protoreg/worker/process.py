@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from protoreg._text import printable
-from protoreg.errors import HandlerError, PermissionDenied, WorkerCrashed
-from protoreg.ipc import FRAME_COST, Channel, FrameType, InboundBody, ProtocolViolation, decode_json
+from protoreg.errors import HandlerError, InvalidRequest, PermissionDenied, WorkerCrashed
+from protoreg.ipc import FRAME_COST, Channel, FrameType, InboundBody, ProtocolViolation, decode_json, encode_json
 from protoreg.messages import check_header, check_status
 from protoreg.worker.config import WorkerConfig
 
@@ -289,29 +289,47 @@ class WorkerProcess:
         if not self.alive:
             raise WorkerCrashed(f"worker for {self.label} (pid {self.pid}) {self.exit_reason or 'is stopping'}",
                                 extension=self.label)
+        has_body = body is not None and body != b""
+        try:  # encode before the stream exists: a head that can't be sent must not leave a stream behind
+            frame = encode_json({**head, "body": has_body})
+        except (UnicodeEncodeError, TypeError, ValueError) as exc:
+            raise InvalidRequest(f"can't send {head.get('method')} {head.get('url')} to the worker: {exc}") from None
         sid = self._next_id
         self._next_id += 1
         self.channel.max_stream = sid
         st = WorkerStream(self, sid, head["url"])
         self._streams[sid] = st
         self.last_active = time.monotonic()
-        has_body = body is not None and body != b""
-        self.channel.send_json(FrameType.REQUEST, sid, {**head, "body": has_body})
+        self.channel.send(FrameType.REQUEST, sid, frame)
         if has_body:
             self.channel.open_outbound(sid)
             st.pump = asyncio.ensure_future(self._pump(sid, body))  # type: ignore[arg-type]
         return st
 
     async def _pump(self, sid: int, body: bytes | AsyncIterable[bytes]) -> None:
+        """Send the request body. When the body's source fails (a client that dropped its upload, an iterator
+        that raised), the handler is aborted at once and the caller gets the body's own error, not a timeout."""
         try:
             if isinstance(body, (bytes, bytearray, memoryview)):
                 await self.channel.send_data(sid, body)
             else:
                 async for chunk in body:
-                    await self.channel.send_data(sid, chunk)
+                    if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                        raise InvalidRequest(f"a request body chunk must be bytes, got {type(chunk).__name__}")
+                    if chunk:
+                        await self.channel.send_data(sid, chunk)
             self.channel.end_data(sid)
-        except (ConnectionError, asyncio.CancelledError):
+        except asyncio.CancelledError:
             pass
+        except Exception as exc:  # the source failed (or the channel: then the worker's death is reported)
+            st = self._streams.get(sid)
+            if st is None or self.channel.closed:
+                return
+            self._abort(st)
+            if not st.head.done():
+                st.head.set_exception(exc)
+            elif st.body is not None:
+                st.body.set_exception(exc)
 
     def _finish(self, st: WorkerStream) -> None:
         if self._streams.pop(st.id, None) is not None:

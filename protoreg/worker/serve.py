@@ -154,9 +154,14 @@ class WorkerServer:
                 raise HandlerFault(500, f"handler {script} raised {_describe_exception(exc, self.label)}") from None
             resp = _check_response(result, script)
             payload = resp.body
-            if isinstance(payload, str):
-                payload = payload.encode()
-            head_frame = encode_json({"status": resp.status, "headers": list(resp.headers.items())})
+            try:
+                if isinstance(payload, str):
+                    payload = payload.encode()
+                head_frame = encode_json({"status": resp.status, "headers": list(resp.headers.items())})
+            except (UnicodeEncodeError, ValueError, TypeError) as exc:
+                raise HandlerFault(502, f"handler {script} returned a response that can't be encoded as UTF-8 "
+                                        f"({exc}): a str body or header holds a lone surrogate. Return bytes, or "
+                                        "text without undecodable characters") from None
             if isinstance(payload, (bytes, bytearray, memoryview)) and len(payload) <= MAX_CHUNK:
                 # Small body: head, data and end leave in one write.
                 frames = [(FrameType.RESPONSE, stream, head_frame)]
@@ -194,6 +199,12 @@ class WorkerServer:
                                                             "started": started})
         except (asyncio.CancelledError, ConnectionError):
             pass  # aborted by the parent, or the channel is gone
+        except Exception as exc:  # a fault of ours: the caller still gets a prompt answer, never a timeout
+            if not channel.closed:
+                channel.close_outbound(stream)
+                channel.send_json(FrameType.ERROR, stream, {
+                    "status": 502, "started": started,
+                    "message": f"handler {script} could not be answered: {type(exc).__name__}: {exc}"})
         finally:
             if iterator is not None and hasattr(iterator, "aclose"):
                 try:
