@@ -125,7 +125,7 @@ class Broker:
             raise ValueError("storage key must be a str of at most 1024 characters")
         if "storage" not in self.grants(ext).permissions:
             raise self._deny(ext, origin, f"storage.{op}", key, (
-                f"PermissionDenied: {_describe(ext, scheme)} tried to use storage.{op}: the extension lacks the "
+                f"{_describe(ext, scheme)} tried to use storage.{op}: the extension lacks the "
                 f'"storage" permission in manifest.json. Add "storage" to "permissions" to allow it.'))
         self.audit.record(ext.id, origin, f"storage.{op}", key, True)
         if op == "get":
@@ -160,7 +160,8 @@ class Broker:
                 kind = "loopback" if ip.is_loopback else "link-local" if ip.is_link_local else "private"
                 raise PermissionDenied(
                     f"{host} resolves to {ip}, a {kind} address: refused to prevent server-side request forgery. "
-                    "Set allow_private_networks=True in the host's WorkerConfig to allow it")
+                    "Set allow_private_networks=True in the host's WorkerConfig (protoreg serve/fetch: "
+                    "--allow-private-networks) to allow it")
             results.append({"hostname": host, "host": str(ip), "port": port, "family": family, "proto": proto,
                             "flags": socket.AI_NUMERICHOST})
         return results
@@ -176,20 +177,20 @@ class Broker:
         url = URL(url_text)
         if url.scheme not in ("http", "https") or not url.host:
             raise self._deny(ext, origin, "fetch", url_text, (
-                f"PermissionDenied: {_describe(ext, scheme)} tried to fetch {url_text}: only absolute http(s) URLs "
+                f"{_describe(ext, scheme)} tried to fetch {url_text}: only absolute http(s) URLs "
                 "can be fetched through the broker"))
         for hop in range(MAX_REDIRECTS + 1):
             if not grants.allows_host(url):
                 how = f" (redirected from a granted URL, hop {hop})" if hop else ""
                 suggestion = f"{url.scheme}://{url.raw_host}/*"
                 raise self._deny(ext, origin, "fetch", str(url), (
-                    f"PermissionDenied: {_describe(ext, scheme)} tried to fetch {url}{how}: not allowed by "
+                    f"{_describe(ext, scheme)} tried to fetch {url}{how}: not allowed by "
                     f'host_permissions in manifest.json. Add "{suggestion}" to host_permissions to allow it.'))
             try:
                 infos = await self._check_address(url)
             except PermissionDenied as exc:
                 raise self._deny(ext, origin, "fetch", str(url),
-                                 f"PermissionDenied: {_describe(ext, scheme)} tried to fetch {url}: {exc}") from None
+                                 f"{_describe(ext, scheme)} tried to fetch {url}: {exc}") from None
             self.audit.record(ext.id, origin, "fetch", str(url), True)
             connector = aiohttp.TCPConnector(resolver=_PinnedResolver(infos), use_dns_cache=False)
             async with aiohttp.ClientSession(connector=connector) as client, client.request(
