@@ -388,3 +388,24 @@ def test_granted_fetch_example_works_as_shipped_with_allow_private_networks(caps
         server.shutdown()
         server.server_close()
     assert "--allow-private-networks" in (ROOT / "examples" / "granted-fetch" / "handler.py").read_text()
+
+
+def test_tasks_py_runs_the_cli_from_the_venv_and_fuzz_with_10000_examples(monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    try:
+        import tasks
+    finally:
+        sys.path.remove(str(ROOT))
+    calls = []
+    monkeypatch.setattr(tasks, "ensure_venv", lambda: calls.append("venv"))
+    monkeypatch.setattr(tasks, "_call_quietly", lambda cmd, **kw: calls.append((cmd, kw)) or 0)
+    monkeypatch.delenv("PROTOREG_FUZZ_EXAMPLES", raising=False)
+    assert tasks.main(["protoreg", "check", "examples/hello-scheme"]) == 0
+    assert calls[0] == "venv" and calls[1][0] == [str(tasks.BIN / "protoreg"), "check", "examples/hello-scheme"]
+    assert tasks.main(["fuzz", "-x"]) == 0
+    cmd, kw = calls[3]
+    assert cmd[1:] == ["-m", "pytest", "tests/fuzz", "--timeout=0", "-x"]
+    assert kw["env"]["PROTOREG_FUZZ_EXAMPLES"] == "10000"
+    assert "python3 tasks.py protoreg" in tasks.__doc__ and "python3 tasks.py fuzz" in tasks.__doc__
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "python3 tasks.py protoreg ARGS..." in readme and "python3 tasks.py fuzz" in readme
