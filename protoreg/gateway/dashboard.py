@@ -72,10 +72,9 @@ def _utc(value: Any) -> str:
 
 def _trust_cell(trustworthy: bool) -> str:
     """Two facts: protoreg's decision for the custom origin, and what the browser decides for the gateway origin."""
-    custom = (_badge(True, "trustworthy (uriIsTrustworthy: true)", "") if trustworthy
-              else _badge(False, "", "not trustworthy (uriIsTrustworthy: false)"))
-    return (f"custom origin: {custom}<br><span class=note>in the browser: secure context "
-            "(http://*.localhost)</span>")
+    custom = _badge(trustworthy, "trustworthy", "not trustworthy")
+    return (f'<span title="uriIsTrustworthy: {str(trustworthy).lower()}">protoreg: {custom}</span><br>'
+            "<span class=note>browser: secure context</span>")
 
 
 async def render(request: web.Request, registry: Any, session: Any, target: GatewayTarget) -> web.Response:
@@ -123,11 +122,12 @@ async def render(request: web.Request, registry: Any, session: Any, target: Gate
     body = (
         f"<!doctype html><html lang=en><meta charset=utf-8><title>protoreg gateway</title>{favicon_link()}"
         f"<style>{STYLE}</style>"
+        f"<div class=brand>{FAVICON_SVG}<span>protoreg</span></div>"
         "<h1>protoreg gateway</h1><p>Each custom site is served from its own origin "
         f"<code>http://&lt;host&gt;.&lt;scheme&gt;.{escape(target.authority)}/</code>.</p>"
         "<h2>Extensions and schemes</h2>"
         + _table(["scheme", "extension", "trust", "example"], ext_rows, "No extensions are installed.")
-        + "<p class=note>Two trust decisions apply. <b>protoreg's</b> is for the custom origin "
+        + "<p class=note>The trust column holds two decisions. <b>protoreg's</b> is for the custom origin "
         "(<code>ipfs://&lt;cid&gt;</code>): the W3C Secure Contexts algorithm, where only schemes declaring "
         "<code>uriIsTrustworthy: true</code> count as authenticated; it is what <code>Session.fetch</code> reports "
         "(<code>secure_context</code>) and what embedders enforce. <b>The browser's</b> is for the gateway origin "

@@ -26,7 +26,8 @@ STYLE: Final = (
     "body{font:15px/1.55 system-ui,-apple-system,'Segoe UI',sans-serif;max-width:52rem;margin:2.5rem auto;"
     "padding:0 1.25rem;color:#1d1d1f;background:#fafafa}"
     "h1{font-size:1.5rem;margin:.2rem 0 1rem}h2{font-size:1.1rem;margin-top:2rem}"
-    "a{color:#0b57d0}code{background:#eef0f3;padding:.1rem .3rem;border-radius:3px;overflow-wrap:anywhere}"
+    "a{color:#0b57d0}code{background:#eef0f3;padding:.1rem .3rem;border-radius:3px}td code{white-space:nowrap}"
+    "td a,.why,.card code{overflow-wrap:anywhere}"
     ".why{background:#fff4f2;border-left:4px solid #d33;padding:.7rem 1rem;border-radius:0 6px 6px 0;"
     "overflow-wrap:anywhere}"
     ".card{background:#fff;border:1px solid #e3e5e8;border-radius:8px;padding:.9rem 1.2rem;margin:1rem 0}"
@@ -35,7 +36,8 @@ STYLE: Final = (
     ".brand svg{width:22px;height:22px}"
     "table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem;background:#fff}"
     "td,th{border-bottom:1px solid #e3e5e8;padding:.35rem .55rem;text-align:left;vertical-align:top}"
-    "th{font-weight:600;background:#f3f4f6}.ok{color:#106b21}.no{color:#a11}.note{color:#5f6368;font-size:.88rem}"
+    "th{font-weight:600;background:#f3f4f6}.ok{color:#106b21;font-weight:600}.no{color:#a11;font-weight:600}"
+    ".note{color:#5f6368;font-size:.88rem}"
     "img{width:20px;height:20px;vertical-align:middle}ul.next{padding-left:1.2rem}ul.next li{margin:.25rem 0}")
 _STYLE_HASH: Final = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 
@@ -62,7 +64,7 @@ _NEXT: Final = {
     404: "Check the spelling of the address, or start from the site's front page.",
     405: "This address does not accept that request method; open it in the browser (GET) instead.",
     500: "The extension's handler failed. Reload to try again; if it keeps failing, the reason above is what its "
-         "author needs (run `protoreg fetch -i URL` to see it in a terminal).",
+         "author needs (run protoreg fetch -i URL to see it in a terminal).",
     502: "The extension's handler (or its worker process) failed. Reload to try again; the gateway restarts "
          "crashed workers. If it keeps failing, the reason above is what the extension's author needs.",
     504: "The handler took longer than the request timeout. Reload to try again in a moment.",
@@ -103,6 +105,10 @@ def _dashboard_url(request: web.BaseRequest) -> str:
     return f"http://{name}{':' + port if port.isdigit() else ''}/"
 
 
+def _commands(text: str) -> str:
+    return text.replace("protoreg fetch -i URL", "<code>protoreg fetch -i URL</code>")
+
+
 def error_page(status: int, reason: str, *, extension: str | None = None, url: str | None = None,
                extra_html: str = "", links: Iterable[tuple[str, str]] = ()) -> web.Response:
     """A clear error page: status, which extension, why, what to try, links back. ``extra_html`` must already be
@@ -131,5 +137,5 @@ def error_page(status: int, reason: str, *, extension: str | None = None, url: s
             f"<title>{status} {escape(phrase)}</title>{favicon_link(_FAVICON_DATA)}<style>{STYLE}</style>"
             f"{_brand()}<h1><span class=status>{status}</span> {escape(phrase)}</h1>"
             f"<p class=why>{escape(reason)}</p><div class=card>{''.join(facts)}</div>{extra_html}"
-            f"<h2>What to try</h2><p>{escape(hint)}</p><ul class=next>{link_html}</ul>")
+            f"<h2>What to try</h2><p>{_commands(escape(hint))}</p><ul class=next>{link_html}</ul>")
     return ErrorPage(status=status, text=body, content_type="text/html", headers=page_headers())

@@ -187,7 +187,7 @@ async def test_dashboard_lists_extensions_with_a_strict_csp_and_no_cors(client):
     resp = await client.get("/", headers={"Host": "localhost:8080", "Origin": "http://a.web-site.localhost:8080"})
     text = await resp.text()
     assert resp.status == 200
-    for needle in ("site@test", "web+site", "trustworthy (uriIsTrustworthy: true)", "/_protoreg/icon/site@test/web+site",
+    for needle in ("site@test", "web+site", "protoreg: <span class=ok>trustworthy</span>", "/_protoreg/icon/site@test/web+site",
                    "Workers", "Sandbox layers", "Audit log", "script-src &#x27;self&#x27;"):
         assert needle in text, needle
     assert "Access-Control-Allow-Origin" not in resp.headers
@@ -227,8 +227,8 @@ async def test_dashboard_shows_both_trust_facts_readable_utc_audit_times_and_a_f
     await client.get("/", headers=host("a"))
     session.audit.record("site@test", "web+site://a", "fetch", "https://example.org/", False, "not granted")
     text = await (await client.get("/", headers={"Host": "localhost:8080"})).text()
-    assert "custom origin: <span class=ok>trustworthy (uriIsTrustworthy: true)</span>" in text
-    assert "in the browser: secure context (http://*.localhost)" in text
+    assert '<span title="uriIsTrustworthy: true">protoreg: <span class=ok>trustworthy</span></span>' in text
+    assert "<span class=note>browser: secure context</span>" in text
     assert "every <code>*.localhost</code> origin as potentially trustworthy" in text
     import re
 

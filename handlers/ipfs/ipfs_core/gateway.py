@@ -45,7 +45,8 @@ _CSS = ("body{font:15px/1.55 system-ui,-apple-system,'Segoe UI',sans-serif;max-w
         "td.cid code{font:12px ui-monospace,monospace;color:#5f6368;overflow-wrap:anywhere;word-break:break-all}"
         ".kind{color:#5f6368;font-size:.85rem}.name{overflow-wrap:anywhere}.dir:after{content:'/'}"
         ".why{background:#fff4f2;border-left:4px solid #d33;padding:.7rem 1rem;border-radius:0 6px 6px 0;"
-        "overflow-wrap:anywhere}.muted{color:#5f6368;font-size:.9rem}code{overflow-wrap:anywhere}"
+        "overflow-wrap:anywhere}.muted{color:#5f6368;font-size:.9rem}code{overflow-wrap:anywhere}h2{font-size:1.1rem}"
+        "p code{background:#eef0f3;padding:.1rem .3rem;border-radius:3px}"
         "@media (max-width:40rem){td.cid,th.cid{display:none}}")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _FORMATS = {"raw": "application/vnd.ipld.raw", "car": "application/vnd.ipld.car"}
@@ -89,6 +90,10 @@ _NEXT = {
 }
 
 
+def _commands(text: str) -> str:
+    return text.replace("protoreg ipfs import FILE.car", "<code>protoreg ipfs import FILE.car</code>")
+
+
 def wants_html(headers: dict[str, str]) -> bool:
     """The client reads pages (a browser navigation), not plain text (curl, fetch())."""
     return "text/html" in headers.get("accept", "").lower()
@@ -104,7 +109,7 @@ def error_page(status: int, message: str, path: str = "") -> GatewayResponse:
                              "Re-import the site's CAR file; every block is verified again on the way out.")
     where = f"<p class=muted>Address: <code>{escape(path)}</code></p>" if path else ""
     body = _page(f"{status} {phrase}", f"<h1>{status} {escape(phrase)}</h1><p class=why>{escape(message)}</p>"
-                 f"{where}<h2>What to try</h2><p>{escape(hint)}</p><ul><li><a href=\"/\">this site's front "
+                 f"{where}<h2>What to try</h2><p>{_commands(escape(hint))}</p><ul><li><a href=\"/\">this site's front "
                  "page</a></li><li><a href=\"..\">the parent directory</a></li></ul>")
     return GatewayResponse(status, [("Content-Type", "text/html; charset=utf-8"), ("X-Content-Type-Options",
                                     "nosniff"), ("Content-Security-Policy", LISTING_CSP),
