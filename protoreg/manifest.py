@@ -513,7 +513,7 @@ def _surrogate_problems(data: Any) -> list[ManifestProblem]:
             for key, item in value.items():
                 if _has_surrogate(key):
                     problems.append(ManifestProblem(_json_path(loc) or "(manifest)",
-                                    f"a key contains a lone surrogate escape ({ascii(key)})",
+                                    f"a key contains a lone surrogate escape ({key!a})",
                                     "remove the \\ud800-\\udfff escape: keys and values must be valid Unicode text"))
                 else:
                     todo.append(((*loc, key), item))

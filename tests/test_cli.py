@@ -362,7 +362,7 @@ def test_granted_fetch_example_works_as_shipped_with_allow_private_networks(caps
     import threading
 
     class Upstream(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the http.server API
+        def do_GET(self):
             body = b"granted upstream"
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")

@@ -373,7 +373,7 @@ def test_json_nested_a_thousand_levels_is_a_problem_with_its_path_not_a_recursio
 
 
 def test_a_top_level_array_nested_a_thousand_levels_is_a_problem(tmp_path):
-    found, err = problems(tmp_path, "[" * 1000 + "]" * 1000)
+    _found, err = problems(tmp_path, "[" * 1000 + "]" * 1000)
     assert len(err.problems) == 1 and "nested 1000 levels deep" in err.problems[0].message
 
 

@@ -20,6 +20,7 @@ from protoreg.gateway.pages import FAVICON_SVG, FAVICON_URL, STYLE, error_page, 
 
 __all__ = ["asset", "render", "status"]
 
+_ASSET_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"  # an SVG opened directly runs nothing
 _ICON_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon", ".gif": "image/gif",
                ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 
@@ -159,8 +160,7 @@ async def asset(request: web.Request, registry: Any, session: Any) -> web.Stream
     if request.path == "/_protoreg/status.json":
         return web.json_response(status(registry, session), headers=page_headers())
     if request.path == FAVICON_URL:
-        headers = {**page_headers(), "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
-                   "Cache-Control": "public, max-age=86400"}
+        headers = {**page_headers(), "Content-Security-Policy": _ASSET_CSP, "Cache-Control": "public, max-age=86400"}
         return web.Response(body=FAVICON_SVG.encode(), content_type="image/svg+xml", headers=headers)
     if len(parts) == 5 and parts[2] == "icon":
         ext = registry.extensions.get(parts[3])
@@ -171,6 +171,6 @@ async def asset(request: web.Request, registry: Any, session: Any) -> web.Stream
         if not path.is_relative_to(Path(ext.root).resolve()) or not path.is_file():
             return error_page(404, f"The icon {handler.uriIcon!r} of {ext.id} is not inside its bundle.")
         ctype = _ICON_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        headers = {**page_headers(), "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox"}
+        headers = {**page_headers(), "Content-Security-Policy": _ASSET_CSP}
         return web.Response(body=path.read_bytes(), content_type=ctype, headers=headers)
     return error_page(404, f"Nothing is served at {request.path}.")

@@ -187,8 +187,9 @@ async def test_dashboard_lists_extensions_with_a_strict_csp_and_no_cors(client):
     resp = await client.get("/", headers={"Host": "localhost:8080", "Origin": "http://a.web-site.localhost:8080"})
     text = await resp.text()
     assert resp.status == 200
-    for needle in ("site@test", "web+site", "protoreg: <span class=ok>trustworthy</span>", "/_protoreg/icon/site@test/web+site",
-                   "Workers", "Sandbox layers", "Audit log", "script-src &#x27;self&#x27;"):
+    for needle in ("site@test", "web+site", "protoreg: <span class=ok>trustworthy</span>",
+                   "/_protoreg/icon/site@test/web+site", "Workers", "Sandbox layers", "Audit log",
+                   "script-src &#x27;self&#x27;"):
         assert needle in text, needle
     assert "Access-Control-Allow-Origin" not in resp.headers
     assert "default-src 'none'" in resp.headers["Content-Security-Policy"]

@@ -11,10 +11,10 @@ import hashlib
 import itertools
 import re
 from collections.abc import Iterator
-from typing import Any
 from dataclasses import dataclass, field
 from html import escape
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from multiformats import CID
