@@ -4,7 +4,12 @@
     python3 tasks.py demo     # set up, then run the main job: the gateway with the bundled sites
     python3 tasks.py test     # set up (including Chromium for browser tests), then run the test suite
 
-Extra arguments after ``test`` go to pytest (``python3 tasks.py test -k origin``).
+Also:
+
+    python3 tasks.py protoreg ARGS...   # the protoreg command line from .venv (check, fetch, ipfs import, ...)
+    python3 tasks.py fuzz               # the hypothesis fuzz targets (tests/fuzz) with 10000 examples each
+
+Extra arguments after ``test`` and ``fuzz`` go to pytest (``python3 tasks.py test -k origin``).
 """
 
 from __future__ import annotations
@@ -79,13 +84,35 @@ def cmd_test(args: list[str]) -> int:
     return subprocess.call([str(PY), "-m", "pytest", *args], cwd=ROOT)
 
 
+def _call_quietly(cmd: list[str], **kw: object) -> int:
+    """Run ``cmd``; Ctrl+C stops it (the child gets the SIGINT too and exits quietly) without a traceback here."""
+    proc = subprocess.Popen(cmd, **kw)  # type: ignore[call-overload]
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue  # the child got the same SIGINT from the terminal; wait for it to finish cleanly
+
+
 def cmd_demo(args: list[str]) -> int:
     ensure_venv()
-    return subprocess.call([str(BIN / "protoreg"), "serve", *args], cwd=ROOT)
+    return _call_quietly([str(BIN / "protoreg"), "serve", *args], cwd=ROOT)
+
+
+def cmd_protoreg(args: list[str]) -> int:
+    ensure_venv()
+    return _call_quietly([str(BIN / "protoreg"), *args])
+
+
+def cmd_fuzz(args: list[str]) -> int:
+    ensure_venv()
+    env = {**os.environ, "PROTOREG_FUZZ_EXAMPLES": os.environ.get("PROTOREG_FUZZ_EXAMPLES", "10000")}
+    _log(f"fuzzing with {env['PROTOREG_FUZZ_EXAMPLES']} examples per target (PROTOREG_FUZZ_EXAMPLES)")
+    return _call_quietly([str(PY), "-m", "pytest", "tests/fuzz", "--timeout=0", *args], cwd=ROOT, env=env)
 
 
 def main(argv: list[str]) -> int:
-    commands = {"test": cmd_test, "demo": cmd_demo}
+    commands = {"test": cmd_test, "demo": cmd_demo, "protoreg": cmd_protoreg, "fuzz": cmd_fuzz}
     if not argv or argv[0] not in commands:
         print(__doc__)
         return 2
@@ -93,4 +120,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:  # Ctrl+C during setup (pip, apt): stop without a traceback
+        print(file=sys.stderr)
+        sys.exit(130)

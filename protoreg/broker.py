@@ -178,7 +178,7 @@ class Broker:
                     f'"storage" but it was not granted (clipped by the ceiling of the store that signed it; see '
                     f"protoreg grants {ext.id})."))
             raise self._deny(ext, origin, f"storage.{op}", key, (
-                f"PermissionDenied: {_describe(ext, scheme)} tried to use storage.{op}: the extension lacks the "
+                f"{_describe(ext, scheme)} tried to use storage.{op}: the extension lacks the "
                 f'"storage" permission in manifest.json. Add "storage" to "permissions" to allow it.'))
         self.audit.record(ext.id, origin, f"storage.{op}", key, True)
         if op == "get":
@@ -223,7 +223,8 @@ class Broker:
                 raise PermissionDenied(
                     f"{host} resolves to {ip}, a {kind} address: refused to prevent server-side request forgery. "
                     f"Grant that network with WorkerConfig(allow_networks=[\"{ip}/32\"]) (or "
-                    "allow_private_networks=True for every one) in the host to allow it")
+                    "allow_private_networks=True for every one; protoreg serve/fetch: --allow-private-networks) "
+                    "in the host to allow it")
             results.append({"hostname": host, "host": str(ip), "port": port, "family": family, "proto": proto,
                             "flags": socket.AI_NUMERICHOST})
         return results
@@ -256,7 +257,7 @@ class Broker:
         url = URL(url_text)
         if url.scheme not in ("http", "https") or not url.host:
             raise self._deny(ext, origin, "fetch", url_text, (
-                f"PermissionDenied: {_describe(ext, scheme)} tried to fetch {url_text}: only absolute http(s) URLs "
+                f"{_describe(ext, scheme)} tried to fetch {url_text}: only absolute http(s) URLs "
                 "can be fetched through the broker"))
         for hop in range(MAX_REDIRECTS + 1):
             if not grants.allows_host(url):
@@ -269,13 +270,13 @@ class Broker:
                         "host_permissions request it but it was not granted (clipped by the ceiling of the store "
                         f"that signed it; see protoreg grants {ext.id})."))
                 raise self._deny(ext, origin, "fetch", str(url), (
-                    f"PermissionDenied: {_describe(ext, scheme)} tried to fetch {url}{how}: not allowed by "
+                    f"{_describe(ext, scheme)} tried to fetch {url}{how}: not allowed by "
                     f'host_permissions in manifest.json. Add "{suggestion}" to host_permissions to allow it.'))
             try:
                 infos = await self._check_address(url)
             except PermissionDenied as exc:
                 raise self._deny(ext, origin, "fetch", str(url),
-                                 f"PermissionDenied: {_describe(ext, scheme)} tried to fetch {url}: {exc}") from None
+                                 f"{_describe(ext, scheme)} tried to fetch {url}: {exc}") from None
             self.audit.record(ext.id, origin, "fetch", str(url), True)
             connector = aiohttp.TCPConnector(resolver=_PinnedResolver(infos), use_dns_cache=False)
             async with aiohttp.ClientSession(connector=connector) as client, client.request(

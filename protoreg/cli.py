@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
+import socket
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -21,6 +23,9 @@ __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+PRIVATE_HELP = ("let handlers fetch loopback, private and link-local addresses that their host_permissions grant "
+                "(refused by default against server-side request forgery); e.g. examples/granted-fetch and a "
+                "server on 127.0.0.1")
 
 
 def _out(text: str = "") -> None:
@@ -42,11 +47,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         files, digest = read_bundle(Path(args.directory))
     except ManifestError as exc:
         n = len(exc.problems)
-        _err(f"{exc.source}: {n} problem{'s' if n != 1 else ''}")
+        _err(f"{exc.source}: problems found: {n} problem{'s' if n != 1 else ''}")
         for p in exc.problems:
             _err(f"  {p}")
         return EXIT_FAIL
-    _out(f"{args.directory}: OK: {manifest.name} {manifest.version} (id {manifest.id}, code {digest[:12]})")
+    findings = infer(files, manifest)
+    result = "OK" if not findings else "problems found"
+    _out(f"{args.directory}: {result}: {manifest.name} {manifest.version} (id {manifest.id}, code {digest[:12]})")
     for h in manifest.protocol_handlers:
         how = f"script {h.uriHandlerScript}" if h.uriHandlerScript else f"redirects to {h.uriTemplate}"
         trust = ", potentially trustworthy" if h.uriIsTrustworthy else ""
@@ -56,9 +63,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     _out(f"  python files: {len(files)}")
     if manifest.ignored_keys:
         _out(f"  ignored keys (not used by protoreg): {', '.join(manifest.ignored_keys)}")
-    findings = infer(files, manifest)
     if findings:
-        _err(f"{args.directory}: the code appears to use {len(findings)} capabilit"
+        _err(f"{args.directory}: problems found: the code appears to use {len(findings)} capabilit"
              f"{'y' if len(findings) == 1 else 'ies'} the manifest does not grant:")
         for finding in findings:
             _err(f"  {finding}")
@@ -82,6 +88,31 @@ def default_bundles() -> list[Path]:
     return found
 
 
+def _listen(host: str, port: int) -> socket.socket | str:
+    """A listening socket for the gateway, or why there can't be one (said before any banner is printed)."""
+    if not 0 <= port <= 65535:
+        return f"--port {port} is not a TCP port (0-65535). Choose one such as --port 8081"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return f"can't listen on {host!r}: {exc.strerror or exc}. Use --host 127.0.0.1 or another local address"
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does: restart without waiting
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            return (f"port {port} on {host} is already in use (another protoreg serve, or another program, is "
+                    f"listening there). Stop it, or choose another port: --port {port + 1 if port < 65535 else 8081}")
+        if exc.errno == errno.EACCES:
+            return f"not allowed to listen on port {port} (ports below 1024 need privileges). Use --port 8080"
+        return f"can't listen on {host}:{port}: {exc.strerror or exc}. Choose another --host or --port"
+    return sock
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -93,10 +124,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     reg = _profile_registry(profile, args.extension)
     state = profile.path
     examples = _import_demo(reg, state)
-    app = create_app(reg, config=WorkerConfig(state_dir=str(state)))
+    sock = _listen(args.host, args.port)
+    if isinstance(sock, str):
+        _err(f"protoreg serve: {sock}")
+        return EXIT_FAIL
+    port = sock.getsockname()[1]
+    app = create_app(reg, config=WorkerConfig(state_dir=str(state),
+                                              allow_private_networks=args.allow_private_networks))
     _refresh_in_background(app, profile, reg)
     app["protoreg_examples"] = examples
-    authority = f"localhost:{args.port}"
+    authority = f"localhost:{port}"
     _out(f"protoreg gateway: dashboard at http://{authority}/ (profile {state})")
     for ext in reg.extensions.values():
         note = f" (DISABLED: {reg.disabled[ext.id]})" if ext.id in reg.disabled else ""
@@ -110,8 +147,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _out(f"  {scheme}: {example} -> {to_gateway_url(reg.resolve(example), authority, owner)}")
         except ProtoregError:
             continue
+    if args.allow_private_networks:
+        _out("  handlers may fetch loopback and private addresses their host_permissions grant "
+             "(--allow-private-networks)")
     _out("Press Ctrl+C to stop.")
-    web.run_app(app, host=args.host, port=args.port, print=None, handle_signals=True)
+    try:
+        web.run_app(app, sock=sock, print=None, handle_signals=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    _out("protoreg gateway stopped.")
     return EXIT_OK
 
 
@@ -198,11 +244,20 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             _err(f"protoreg fetch: -H {h!r} is not 'Name: value'")
             return EXIT_USAGE
         headers.append((name.strip(), value.strip()))
+    scheme = (args.url.split(":", 1)[0].lower() if ":" in args.url else "")
+    if scheme in ("http", "https"):
+        _err(f"protoreg fetch: {args.url} is an {scheme} URL, not a custom scheme: protoreg fetch runs the handler "
+             "of a registered scheme (ipfs://, web+foo://) and http(s) can never be claimed by an extension. Use "
+             "curl for http(s), or fetch a registered scheme's URL (protoreg fetch ipfs://<cid>/)")
+        return EXIT_USAGE
+    from protoreg.worker.config import WorkerConfig
+
     profile = _profile(args)
     reg = _profile_registry(profile, args.extension)
+    config = WorkerConfig(state_dir=str(profile.path), allow_private_networks=args.allow_private_networks)
 
     async def run() -> int:
-        async with Session(reg, profile=profile) as session:
+        async with Session(reg, config, profile=profile) as session:
             resp = await session.fetch(args.url, method=args.request or ("POST" if args.data else "GET"),
                                        headers=headers, body=args.data, origin=args.origin, mode=args.mode)
             if args.include:
@@ -238,8 +293,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             _out(f"  {dist} {metadata.version(dist)}")
         except metadata.PackageNotFoundError:
             _out(f"  {dist}: MISSING (pip install {dist})")
-    _out("sandbox layers:")
     report = probe()
+    known = [layer.name for layer in report.layers]
+    unknown = [name for name in args.require or () if name not in known]
+    if unknown:
+        _err(f"protoreg doctor: unknown layer(s) {', '.join(map(repr, unknown))} for --require; the known layers "
+             f"are: {', '.join(known)}")
+        return EXIT_USAGE
+    _out("sandbox layers:")
     for layer in report.layers:
         _out(f"  {'active ' if layer.active else 'MISSING'}  {layer.name}: {layer.detail}")
     missing = [name for name in args.require or () if not report.active(name)]
@@ -597,6 +658,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--extension", "-e", action="append", help="install this extension directory (repeatable); "
                     "default: the built-in handlers and the demo")
     sp.add_argument("--state-dir", help="deprecated alias of --profile")
+    sp.add_argument("--allow-private-networks", action="store_true", help=PRIVATE_HELP)
     _profile_option(sp)
     sp = add("fetch", cmd_fetch, "fetch a custom URL through its handler, like curl",
              "protoreg fetch -i web+hello://world/")
@@ -608,7 +670,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", metavar="FILE")
     sp.add_argument("--origin", help="fetch as this initiator origin, e.g. web+a://x")
     sp.add_argument("--mode", default="navigate", choices=["cors", "no-cors", "same-origin", "navigate"])
-    sp.add_argument("--extension", "-e", action="append")
+    sp.add_argument("--extension", "-e", action="append", help="install this extension directory (repeatable); "
+                    "default: the profile's extensions, or the built-in handlers and the demo when it has none")
+    sp.add_argument("--state-dir", help="deprecated alias of --profile")
+    sp.add_argument("--allow-private-networks", action="store_true", help=PRIVATE_HELP)
     _profile_option(sp)
     ipfs = sub.add_parser("ipfs", help="the built-in ipfs handler's block store", parents=[common],
                           description="Import CAR files into, or build CAR files for, the ipfs:// handler.",

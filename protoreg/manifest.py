@@ -31,7 +31,8 @@ from protoreg.errors import ManifestError, ManifestProblem
 from protoreg.schemes import check_scheme
 
 __all__ = ["KNOWN_PERMISSIONS", "MAX_MANIFEST_BYTES", "Manifest", "ProtocolHandler", "is_match_pattern",
-           "load_manifest", "manifest_json_schema", "match_pattern_problem", "parse_manifest"]
+           "load_manifest", "manifest_json_schema", "match_pattern_problem", "parse_manifest",
+           "validate_manifest"]
 
 log = logging.getLogger("protoreg.manifest")
 
@@ -39,6 +40,8 @@ log = logging.getLogger("protoreg.manifest")
 KNOWN_PERMISSIONS: Final = frozenset({"storage"})
 #: A manifest.json larger than this is refused before it is parsed.
 MAX_MANIFEST_BYTES: Final = 1024 * 1024
+#: JSON nested deeper than this is refused (a manifest needs 4 levels; recursion limits start near 1000).
+MAX_MANIFEST_DEPTH: Final = 32
 _HANDLER_KEYS: Final = ("protocol", "name", "uriTemplate", "uriHandlerScript", "uriIcon", "uriIsTrustworthy")
 _VERSION: Final = re.compile(r"^(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})){0,3}$")
 # Firefox's add-on id rule: an email-like id or a {GUID}.
@@ -122,19 +125,30 @@ def _bundle_path(value: str, info: ValidationInfo, what: str, *, python: bool) -
     root = (info.context or {}).get("root")
     if root is None:
         return normalized
-    full = Path(root) / normalized
+    try:
+        _check_bundle_file(Path(root), normalized, pure, what, python=python)
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte, a symlink loop
+        if isinstance(exc, PydanticCustomError):
+            raise
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise _fail(f"the {what} path can't be looked up in the extension directory ({why})",
+                    f"use a short relative path of ordinary names, such as protocol/{name[:40]}") from None
+    return normalized
+
+
+def _check_bundle_file(root: Path, normalized: str, pure: PurePosixPath, what: str, *, python: bool) -> None:
+    full = root / normalized
     if not full.exists() and not full.is_symlink():
         raise _fail(f"the {what} file does not exist",
                     f"create {normalized} in the extension directory or fix the path")
-    if not full.resolve().is_relative_to(Path(root).resolve()):
+    if not full.resolve().is_relative_to(root.resolve()):
         raise _fail(f"the {what} is a symlink pointing outside the extension directory",
                     "copy the file into the extension directory instead of linking to it")
     if not full.resolve().is_file():
         raise _fail(f"the {what} path is not a regular file", f"point {what} at a file, not a directory")
-    if python and any((Path(root) / parent).is_symlink() for parent in pure.parents if parent.parts):
+    if python and any((root / parent).is_symlink() for parent in pure.parents if parent.parts):
         raise _fail(f"the {what} is inside a symlinked directory, which install does not follow",
                     "move the script into a real directory of the bundle")
-    return normalized
 
 
 # -- models -----------------------------------------------------------------------------------------------------
@@ -404,25 +418,131 @@ def parse_manifest(raw: bytes, root: str | Path, *, source: str | None = None) -
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _single(source, f"manifest.json can't be read: {exc}", "save it as UTF-8 JSON") from None
+    deep = _too_deep(text, MAX_MANIFEST_DEPTH)
+    if deep is not None:
+        raise ManifestError(source, [ManifestProblem(
+            deep[1] or "(manifest)", f"the JSON is nested {deep[0]} levels deep here, more than the "
+            f"{MAX_MANIFEST_DEPTH} a manifest may use", "a manifest is an object of keys, lists and small objects: "
+            "remove the nesting (see docs/manifest.md)")])
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _single(source, f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
                       "fix the JSON syntax there (a trailing comma or a missing quote is the usual cause)") from None
+    except RecursionError:  # unreachable after the depth check, kept as a guard for other interpreters
+        raise _single(source, "the JSON is nested too deeply to parse", "remove the nesting") from None
+    manifest = validate_manifest(data, root=root, source=source)
+    if manifest.ignored_keys:
+        log.info("%s: keys not used by protoreg are ignored: %s", source, ", ".join(manifest.ignored_keys))
+    return manifest
+
+
+def validate_manifest(data: Any, *, root: str | Path | None = None, source: str = "manifest.json") -> Manifest:
+    """Validate already-parsed manifest data (checking its files when ``root`` is the bundle directory); raise
+    ManifestError listing every problem, and nothing else, whatever ``data`` holds."""
     if not isinstance(data, dict):
         raise _single(source, "the manifest must be a JSON object", "wrap the keys in { }", type(data).__name__)
+    deep = _nested_too_deep(data, MAX_MANIFEST_DEPTH)
+    if deep is not None:
+        raise ManifestError(source, [ManifestProblem(
+            deep or "(manifest)", f"the data is nested more than the {MAX_MANIFEST_DEPTH} levels a manifest may use",
+            "a manifest is an object of keys, lists and small objects: remove the nesting")])
+    unencodable = _surrogate_problems(data)
+    if unencodable:
+        raise ManifestError(source, unencodable)
     problems: list[ManifestProblem] = []
     manifest: Manifest | None = None
+    context = {"cross_checked": True} if root is None else {"root": Path(root), "cross_checked": True}
     try:
-        manifest = Manifest.model_validate(data, context={"root": root, "cross_checked": True})
+        manifest = Manifest.model_validate(data, context=context)
     except ValidationError as err:
         problems.extend(_problems_from_validation(err))
     problems.extend(ManifestProblem(*found) for found in _cross_checks(data))
     if problems or manifest is None:
         raise ManifestError(source, sorted(problems, key=lambda p: _path_order(p.path, data)))
-    if manifest.ignored_keys:
-        log.info("%s: keys not used by protoreg are ignored: %s", source, ", ".join(manifest.ignored_keys))
     return manifest
+
+
+def _nested_too_deep(data: Any, limit: int) -> str | None:
+    """The JSON path of a container nested deeper than ``limit`` in parsed data (iteratively), else None."""
+    todo: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while todo:
+        loc, value = todo.pop()
+        if isinstance(value, dict | list):
+            if len(loc) >= limit:
+                return _json_path(loc)
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            todo.extend(((*loc, k), v) for k, v in items)
+    return None
+
+
+def _too_deep(text: str, limit: int) -> tuple[int, str] | None:
+    """Where JSON ``text`` nests arrays/objects deeper than ``limit``: (depth reached, JSON path of the container at
+    the limit), found by one scan without recursion (the json module recurses once per level). None if it doesn't.
+    Malformed text is left for json.loads to report."""
+    stack: list[list[Any]] = []  # per open container: [kind, current key or index]
+    deepest = 0
+    where = ""
+    i, n = 0, len(text)
+    last_string: str | None = None
+    while i < n:
+        c = text[i]
+        if c == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            try:
+                last_string = json.loads(text[i:j + 1])
+            except ValueError:
+                last_string = None
+            i = j + 1
+            continue
+        if c == ":" and stack and stack[-1][0] == "{":
+            stack[-1][1] = last_string
+        elif c == "," and stack and stack[-1][0] == "[":
+            stack[-1][1] += 1
+        elif c in "[{":
+            stack.append([c, 0 if c == "[" else None])
+            if len(stack) > deepest:
+                deepest = len(stack)
+                if deepest == limit + 1:
+                    where = _json_path(tuple(k for _, k in stack[:limit] if k is not None))
+        elif c in "]}" and stack:
+            stack.pop()
+        i += 1
+    return (deepest, where) if deepest > limit else None
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _surrogate_problems(data: Any) -> list[ManifestProblem]:
+    """Strings holding a lone UTF-16 surrogate (legal JSON escapes such as \\ud800, but not Unicode text): no file
+    name, scheme or header can contain one. Walked iteratively; keys and values, each with its JSON path."""
+    problems = []
+    todo: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while todo:
+        loc, value = todo.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if _has_surrogate(key):
+                    problems.append(ManifestProblem(_json_path(loc) or "(manifest)",
+                                    f"a key contains a lone surrogate escape ({key!a})",
+                                    "remove the \\ud800-\\udfff escape: keys and values must be valid Unicode text"))
+                else:
+                    todo.append(((*loc, key), item))
+        elif isinstance(value, list):
+            todo.extend(((*loc, i), item) for i, item in enumerate(value))
+        elif isinstance(value, str) and _has_surrogate(value):
+            problems.append(ManifestProblem(_json_path(loc), "the string contains a lone surrogate escape "
+                                            f"({ascii(value)[:80]}), which is not valid Unicode text",
+                                            "remove the \\ud800-\\udfff escape or write the character itself"))
+    return sorted(problems, key=lambda p: _path_order(p.path, data))
 
 
 def _path_order(path: str, data: dict[str, Any]) -> tuple[int, list[str | int]]:

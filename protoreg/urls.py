@@ -63,6 +63,25 @@ def _strip_port(href: str) -> str:
     return href[:start] + _PORT.sub("", authority) + href[end:]
 
 
+def _registered(href: str, url: str, base: str | None) -> str:
+    """Check the host of a registered-scheme href parsed as https, then strip its port.
+
+    An ``xn--`` label with nothing after the prefix (``web+x://xn--/``) is an empty Punycode label: ada (and the
+    WPT data for https) accept it, but it names no Unicode host, can't be decoded and can't be a gateway label, so a
+    registered scheme refuses it (docs/urls.md, Deviations)."""
+    start = len(_SPECIAL) + 3
+    end = start
+    while end < len(href) and href[end] not in "/?#":
+        end += 1
+    host = href[start:end].rpartition("@")[2]
+    if not host.startswith("["):
+        host = _PORT.sub("", host)
+        if any(label == "xn--" for label in host.split(".")):
+            raise InvalidURL(url, f"the host {host!r} has an empty Punycode label 'xn--' (nothing follows the "
+                                  "prefix): write the host's Unicode form or its complete xn-- encoding", base=base)
+    return _strip_port(href)
+
+
 def _reason(text: str, registered: bool) -> str:
     if registered and _EMPTY_HOST.match(text):
         return "the URL has an empty host; a registered scheme needs one, as in scheme://host/path"
@@ -102,7 +121,7 @@ def resolve_href(url: str, base: str | None = None, *, registered: Container[str
                                             _as_special(text, len(scheme)))
                 else:
                     href = ada_url.normalize_url(_as_special(text, len(scheme)))
-                return scheme + _strip_port(href)[len(_SPECIAL):]
+                return scheme + _registered(href, url, base)[len(_SPECIAL):]
             if base_text is not None and base_scheme == scheme:
                 return ada_url.join_url(base_text, text)
             return ada_url.normalize_url(text)
@@ -110,7 +129,7 @@ def resolve_href(url: str, base: str | None = None, *, registered: Container[str
             raise InvalidURL(url, "a relative URL needs a base URL")
         if base_scheme is not None and base_scheme in registered:
             href = ada_url.join_url(_as_special(base_text, len(base_scheme)), text)
-            return base_scheme + _strip_port(href)[len(_SPECIAL):]
+            return base_scheme + _registered(href, url, base)[len(_SPECIAL):]
         return ada_url.join_url(base_text, text)
     except InvalidURL:
         raise

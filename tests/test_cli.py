@@ -15,6 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 HELLO = str(ROOT / "examples" / "hello-scheme")
 
 
+@pytest.fixture(autouse=True)
+def _private_default_state(tmp_path, monkeypatch):
+    """The default state directory (serve, fetch, ipfs import) lives under this test's tmp_path, not in $HOME."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+
+
 def write_bad(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({
         "name": "x", "version": "1", "permissions": ["tabs"], "protocol_handlers": [
@@ -35,7 +41,7 @@ def test_check_lists_every_problem_one_per_line_with_path_value_and_fix(tmp_path
     assert main(["check", str(write_bad(tmp_path))]) == 1
     err = capsys.readouterr().err
     header, *lines = err.strip().splitlines()
-    assert header.endswith("manifest.json: 4 problems")
+    assert header.endswith("manifest.json: problems found: 4 problems")
     assert [line.split(":")[0].strip() for line in lines] == [  # in the order of the file's keys
         "permissions[0]", "protocol_handlers[0].protocol", "protocol_handlers[0].uriHandlerScript",
         "protocol_handlers[1]"]
@@ -175,8 +181,19 @@ def test_doctor_reports_layers_and_fails_on_a_missing_required_one(capsys):
     offered = [layer.name for layer in probe().layers if layer.active]
     assert main(["doctor", *[arg for n in offered for arg in ("--require", n)]]) == 0
     capsys.readouterr()
-    assert main(["doctor", "--require", "warp-drive"]) == 1
-    assert "required layer(s) unavailable: warp-drive" in capsys.readouterr().err
+    missing = [layer.name for layer in probe().layers if not layer.active]
+    if missing:
+        assert main(["doctor", "--require", missing[0]]) == 1
+        assert f"required layer(s) unavailable: {missing[0]}" in capsys.readouterr().err
+
+
+def test_doctor_require_of_an_unknown_layer_is_a_usage_error_listing_the_known_ones(capsys):
+    from protoreg.sandbox import probe
+
+    assert main(["doctor", "--require", "warp-drive"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown layer(s) 'warp-drive'" in err and "unavailable" not in err
+    assert all(layer.name in err for layer in probe().layers)
 
 
 def test_ipfs_add_then_import_then_fetch(tmp_path, capsys):
@@ -220,3 +237,175 @@ def test_fetch_to_a_file_writes_the_body(tmp_path, capsys):
     out = tmp_path / "page.html"
     assert main(["fetch", "-e", HELLO, "-o", str(out), "web+hello://world/"]) == 0
     assert "Hello from web+hello://world/" in out.read_text()
+
+
+# -- newcomer path ----------------------------------------------------------------------------------------------------
+def test_check_with_ungranted_capabilities_says_problems_found_and_never_ok(tmp_path, capsys):
+    from protoreg.testing import write_extension
+
+    bundle = write_extension(tmp_path / "greedy", scheme="web+greedy", ext_id="greedy@test", script=(
+        "from protoreg import runtime\n"
+        "async def handleRequest(request):\n"
+        "    return await runtime.fetch('https://api.example.org/x')\n"))
+    assert main(["check", str(bundle)]) == 1
+    captured = capsys.readouterr()
+    assert f"{bundle}: problems found: " in captured.out and "OK" not in captured.out
+    assert "problems found: the code appears to use 1 capability" in captured.err
+
+
+def test_fetch_reads_the_blocks_ipfs_import_stored_in_the_same_default_state_dir(tmp_path, capsys):
+    from protoreg.ipfs_tools import DEMO_CAR
+
+    assert main(["ipfs", "import", str(DEMO_CAR)]) == 0  # the default state dir: $XDG_DATA_HOME/protoreg
+    root = capsys.readouterr().out.split("open ipfs://")[1].split("/")[0]
+    assert main(["fetch", "-i", f"ipfs://{root}/"]) == 0
+    assert capsys.readouterr().out.startswith("200 ")
+    state = tmp_path / "elsewhere"
+    assert main(["ipfs", "import", str(DEMO_CAR), "--state-dir", str(state)]) == 0
+    capsys.readouterr()
+    assert main(["fetch", "-i", "--state-dir", str(state), f"ipfs://{root}/"]) == 0
+    assert capsys.readouterr().out.startswith("200 ")
+    assert main(["fetch", "--state-dir", str(tmp_path / "empty"), f"ipfs://{root}/"]) == 1  # nothing imported: 404
+
+
+@pytest.mark.parametrize("url", ["https://example.org/", "HTTP://example.org/x"])
+def test_fetch_of_an_http_url_says_it_is_not_a_custom_scheme(capsys, url):
+    assert main(["fetch", url]) == 2
+    err = capsys.readouterr().err
+    assert "not a custom scheme" in err and "curl" in err and "protoreg fetch ipfs://" in err
+    assert "claim" in err and "protocol_handlers" not in err
+
+
+def test_serve_on_a_busy_port_says_so_before_any_banner(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = main(["serve", "-e", HELLO, "--port", str(port), "--state-dir", str(tmp_path / "s")])
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
+    assert f"port {port} on 127.0.0.1 is already in use" in captured.err and "--port" in captured.err
+    assert "internal error" not in captured.err
+    assert main(["serve", "-e", HELLO, "--port", "70000"]) == 1
+    assert "not a TCP port" in capsys.readouterr().err
+
+
+def _start(argv, **kw):
+    import os
+
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True, **kw)
+
+
+def _wait_for(proc, text):
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if text in line:
+            return "".join(lines)
+    raise AssertionError(f"{text!r} never printed: {''.join(lines)} {proc.stderr.read()}")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_serve_quietly(tmp_path):
+    import os
+    import signal
+
+    proc = _start([sys.executable, "-m", "protoreg.cli", "serve", "-e", HELLO, "--port", "0", "--state-dir",
+                   str(tmp_path / "s")])
+    try:
+        banner = _wait_for(proc, "Press Ctrl+C to stop.")
+        port = int(banner.split("dashboard at http://localhost:")[1].split("/")[0])
+        import urllib.request
+
+        for _ in range(100):  # a person presses Ctrl+C once the gateway answers
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_protoreg/status.json", timeout=5).close()
+                break
+            except OSError:
+                import time
+
+                time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: the whole foreground group gets it
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "stopped" in out
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_tasks_py_child_exits_without_a_traceback(tmp_path):
+    import os
+    import signal
+
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); import tasks; "
+              "raise SystemExit(tasks._call_quietly([sys.executable, '-c', "
+              "'import time, sys; print(\\'ready\\', flush=True)\\n"
+              "try:\\n    time.sleep(60)\\nexcept KeyboardInterrupt:\\n    sys.exit(130)']))")
+    proc = _start([sys.executable, "-c", script, str(ROOT)])
+    try:
+        _wait_for(proc, "ready")
+        os.killpg(proc.pid, signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+
+
+def test_granted_fetch_example_works_as_shipped_with_allow_private_networks(capsys):
+    import http.server
+    import threading
+
+    class Upstream(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"granted upstream"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    example = str(ROOT / "examples" / "granted-fetch")
+    url = f"web+proxy://x/?url=http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        assert main(["fetch", "--allow-private-networks", "-e", example, url]) == 0
+        assert capsys.readouterr().out == "granted upstream"
+        assert main(["fetch", "-e", example, url]) == 1  # without the flag: refused, and the answer says why
+        out = capsys.readouterr().out
+        assert "a loopback address: refused" in out and "--allow-private-networks" in out
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "--allow-private-networks" in (ROOT / "examples" / "granted-fetch" / "handler.py").read_text()
+
+
+def test_tasks_py_runs_the_cli_from_the_venv_and_fuzz_with_10000_examples(monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    try:
+        import tasks
+    finally:
+        sys.path.remove(str(ROOT))
+    calls = []
+    monkeypatch.setattr(tasks, "ensure_venv", lambda: calls.append("venv"))
+    monkeypatch.setattr(tasks, "_call_quietly", lambda cmd, **kw: calls.append((cmd, kw)) or 0)
+    monkeypatch.delenv("PROTOREG_FUZZ_EXAMPLES", raising=False)
+    assert tasks.main(["protoreg", "check", "examples/hello-scheme"]) == 0
+    assert calls[0] == "venv" and calls[1][0] == [str(tasks.BIN / "protoreg"), "check", "examples/hello-scheme"]
+    assert tasks.main(["fuzz", "-x"]) == 0
+    cmd, kw = calls[3]
+    assert cmd[1:] == ["-m", "pytest", "tests/fuzz", "--timeout=0", "-x"]
+    assert kw["env"]["PROTOREG_FUZZ_EXAMPLES"] == "10000"
+    assert "python3 tasks.py protoreg" in tasks.__doc__ and "python3 tasks.py fuzz" in tasks.__doc__
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "python3 tasks.py protoreg ARGS..." in readme and "python3 tasks.py fuzz" in readme

@@ -363,3 +363,56 @@ def test_a_script_reached_through_a_symlinked_directory_inside_the_bundle_is_rej
     os.symlink(tmp_path / "real", tmp_path / "alias")
     problem = only(tmp_path, with_handler(uriHandlerScript="alias/h.py"), "protocol_handlers[0].uriHandlerScript")
     assert "symlinked directory" in problem.message and "real directory" in problem.hint
+
+
+# -- hostile input: never a crash, always a ManifestError with the JSON path ------------------------------------------
+def test_json_nested_a_thousand_levels_is_a_problem_with_its_path_not_a_recursion_error(tmp_path):
+    text = json.dumps({**GOOD, "description": "PLACEHOLDER"}).replace('"PLACEHOLDER"', "[" * 1000 + "]" * 1000)
+    problem = only(tmp_path, text, "description" + "[0]" * 31)
+    assert "nested 1001 levels deep" in problem.message and "remove the nesting" in problem.hint
+
+
+def test_a_top_level_array_nested_a_thousand_levels_is_a_problem(tmp_path):
+    _found, err = problems(tmp_path, "[" * 1000 + "]" * 1000)
+    assert len(err.problems) == 1 and "nested 1000 levels deep" in err.problems[0].message
+
+
+@pytest.mark.parametrize("where", ["script", "permission", "host", "key", "protocol"])
+def test_a_lone_surrogate_is_a_problem_at_its_path_not_a_unicode_error(tmp_path, where):
+    m = copy.deepcopy(GOOD)
+    path = {"script": "protocol_handlers[0].uriHandlerScript", "permission": "permissions[0]",
+            "host": "host_permissions[1]", "key": "protocol_handlers[0]", "protocol": "protocol_handlers[0].protocol"}
+    if where == "script":
+        m["protocol_handlers"][0]["uriHandlerScript"] = "\ud800.py"
+    elif where == "permission":
+        m["permissions"] = ["\ud800"]
+    elif where == "host":
+        m["host_permissions"].append("https://\udfff.example/*")
+    elif where == "key":
+        m["protocol_handlers"][0]["\ud800"] = 1
+    else:
+        m["protocol_handlers"][0]["protocol"] = "web+\ud800"
+    text = json.dumps(m)  # ASCII-only JSON with a \ud800 escape: legal JSON, not Unicode text
+    assert "\\ud800" in text or "\\udfff" in text
+    problem = only(tmp_path, text, path[where])
+    assert "lone surrogate" in problem.message
+    str(problem).encode("utf-8")  # the message itself is printable
+
+
+@pytest.mark.parametrize("key", ["uriHandlerScript", "uriIcon"])
+def test_a_path_too_long_for_the_file_system_is_a_problem_not_an_oserror(tmp_path, key):
+    name = "a" * 256 + (".py" if key == "uriHandlerScript" else ".svg")
+    problem = only(tmp_path, with_handler(**{key: name}), f"protocol_handlers[0].{key}")
+    assert "can't be looked up" in problem.message and "File name too long" in problem.message
+
+
+def test_validate_manifest_takes_parsed_data_and_raises_only_manifest_error():
+    from protoreg.manifest import validate_manifest
+
+    assert validate_manifest({**GOOD}).name == "Demo"  # no root: file checks skipped
+    deep: object = []
+    for _ in range(2000):
+        deep = [deep]
+    for bad in (None, [], {"name": deep}, {"\ud800": 1}, {**GOOD, "name": "\udc00"}):
+        with pytest.raises(ManifestError):
+            validate_manifest(bad)

@@ -9,8 +9,7 @@ from protoreg.origins import origin_of
 from protoreg.trust import is_potentially_trustworthy, is_secure_context
 from tests.conftest import conformance_cases
 
-CASES = [c for c in conformance_cases("secure-contexts", "trustworthy-cases.json")
-         if c is None or not c.get("divergence")]
+CASES = conformance_cases("secure-contexts", "trustworthy-cases.json", where=lambda c: not c.get("divergence"))
 
 
 def _expected(case) -> bool | None:

@@ -15,6 +15,8 @@ REG = frozenset({"web+foo"})
 # Cases whose only difference is an empty query or fragment marker ("x?", "x#"), which a yarl.URL can't hold:
 # resolve_href gets them exactly right; resolve's yarl.URL drops the empty marker. Listed in docs/urls.md.
 YARL_EMPTY_MARKER = "yarl drops an empty '?' or '#'"
+# The one case whose answer differs on purpose (docs/urls.md, Deviations): an empty Punycode label is InvalidURL.
+EMPTY_PUNYCODE_DEVIATION = frozenset({"web+foo://xn--/"})
 
 
 def _without_empty_markers(href: str) -> str:
@@ -31,6 +33,10 @@ def _case_id(case):
 @pytest.mark.conformance
 @pytest.mark.parametrize("case", conformance_cases("wpt-url", "custom-scheme-candidates.json"), ids=_case_id)
 def test_registered_scheme_resolves_exactly_like_https(case):
+    if case["input"] in EMPTY_PUNYCODE_DEVIATION and case["base"] is None:
+        with pytest.raises(InvalidURL, match="empty Punycode label"):
+            resolve_href(case["input"], case["base"], registered=REG)
+        return
     if case.get("failure"):
         with pytest.raises(InvalidURL):
             resolve_href(case["input"], case["base"], registered=REG)
@@ -157,3 +163,41 @@ def test_resolved_urls_re_resolve_to_themselves_and_carry_no_port(text):
     assert str(again) == str(url)
     if url.scheme in ("web+foo", "ipfs"):
         assert url.explicit_port is None
+
+
+@pytest.mark.parametrize("url, base", [("web+foo://xn--/", None), ("web+foo://a.XN--/x", None),
+                                       ("web+foo://user@xn--:8080/", None), ("//xn--/", "web+foo://a/"),
+                                       ("web+foo://xn--.b/", None)])
+def test_an_empty_punycode_label_in_a_registered_host_is_invalid_url(url, base):
+    with pytest.raises(InvalidURL, match="empty Punycode label") as info:
+        resolve(url, base, registered=REG)
+    assert info.value.url == url
+    with pytest.raises(InvalidURL):
+        origin_of(url if base is None else "web+foo://xn--/", registered=REG)
+
+
+def test_a_complete_punycode_label_still_resolves():
+    assert resolve("web+foo://xn--9ca.xn--b/", registered=REG).raw_host == "xn--9ca.xn--b"
+    assert resolve_href("https://xn--/") == "https://xn--/"  # WPT's answer for https, unchanged
+
+
+def test_the_gateway_answers_an_empty_punycode_host_with_a_400_page():
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from protoreg import Registry
+    from protoreg.gateway import create_app
+    from tests.conftest import ROOT
+
+    reg = Registry()
+    reg.install(ROOT / "examples" / "hello-scheme")
+
+    async def run():
+        async with TestClient(TestServer(create_app(reg))) as client:
+            resp = await client.get("/web+hello/xn--/", headers={"Host": "localhost:8080"},
+                                    allow_redirects=False)
+            return resp.status, await resp.text()
+
+    status, text = asyncio.run(run())  # the label xn---- is the host xn-- ("--" stands for "-")
+    assert status == 400 and "empty Punycode label" in text

@@ -7,6 +7,7 @@ CSP (no script at all, one hash-pinned inline style, images only from itself).
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,11 @@ from typing import Any
 from aiohttp import web
 
 from protoreg.gateway.hosts import GatewayTarget, LabelTooLong, to_gateway_url
-from protoreg.gateway.pages import STYLE, error_page, page_headers
+from protoreg.gateway.pages import FAVICON_SVG, FAVICON_URL, STYLE, error_page, favicon_link, page_headers
 
 __all__ = ["asset", "render", "status"]
 
+_ASSET_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"  # an SVG opened directly runs nothing
 _ICON_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon", ".gif": "image/gif",
                ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 
@@ -65,6 +67,23 @@ def _badge(ok: bool, yes: str, no: str) -> str:
     return f'<span class={"ok" if ok else "no"}>{escape(yes if ok else no)}</span>'
 
 
+def _utc(value: Any) -> str:
+    """An audit record's epoch time as a readable UTC time (other values unchanged)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        except (OverflowError, OSError, ValueError):
+            pass
+    return str(value)
+
+
+def _trust_cell(trustworthy: bool) -> str:
+    """Two facts: protoreg's decision for the custom origin, and what the browser decides for the gateway origin."""
+    custom = _badge(trustworthy, "trustworthy", "not trustworthy")
+    return (f'<span title="uriIsTrustworthy: {str(trustworthy).lower()}">protoreg: {custom}</span><br>'
+            "<span class=note>browser: secure context</span>")
+
+
 async def render(request: web.Request, registry: Any, session: Any, target: GatewayTarget) -> web.Response:
     data = status(registry, session)
     examples: dict[str, str] = request.app.get("protoreg_examples", {}) if hasattr(request.app, "get") else {}
@@ -85,7 +104,7 @@ async def render(request: web.Request, registry: Any, session: Any, target: Gate
                 f"{'' if h['active'] else ' (claimed by another extension)'}</td>"
                 f"<td>{escape(ext['name'])} {escape(ext['version'])}<br><code>{escape(ext['id'])}</code>"
                 f"<br>{escape(ext['source'])}</td>"
-                f"<td>{_badge(h['trustworthy'], 'secure (uriIsTrustworthy)', 'not trustworthy')}</td>"
+                f"<td>{_trust_cell(h['trustworthy'])}</td>"
                 f"<td>{link_html}</td></tr>")
         grants = ", ".join(escape(p) for p in ext["permissions"] + ext["host_permissions"]) or "none"
         grant_rows.append(f"<tr><td><code>{escape(ext['id'])}</code></td><td>{grants}</td>"
@@ -105,15 +124,26 @@ async def render(request: web.Request, registry: Any, session: Any, target: Gate
     elif not data["audit"]:
         audit_html = "<p>No capability calls yet.</p>"
     else:
-        audit_html = _table(["time", "extension", "origin", "capability", "target", "decision"], [
-            "".join(f"<td>{escape(str(r.get(k, '')))}</td>" for k in
-                    ("time", "extension", "origin", "capability", "target", "decision")) for r in data["audit"]])
+        audit_html = _table(["time (UTC)", "extension", "origin", "capability", "target", "decision"], [
+            f"<td>{escape(_utc(r.get('time', '')))}</td>" + "".join(
+                f"<td>{escape(str(r.get(k, '')))}</td>" for k in
+                ("extension", "origin", "capability", "target", "decision")) for r in data["audit"]])
     body = (
-        f"<!doctype html><meta charset=utf-8><title>protoreg gateway</title><style>{STYLE}</style>"
+        f"<!doctype html><html lang=en><meta charset=utf-8><title>protoreg gateway</title>{favicon_link()}"
+        f"<style>{STYLE}</style>"
+        f"<div class=brand>{FAVICON_SVG}<span>protoreg</span></div>"
         "<h1>protoreg gateway</h1><p>Each custom site is served from its own origin "
         f"<code>http://&lt;host&gt;.&lt;scheme&gt;.{escape(target.authority)}/</code>.</p>"
         "<h2>Extensions and schemes</h2>"
         + _table(["scheme", "extension", "trust", "example"], ext_rows, "No extensions are installed.")
+        + "<p class=note>The trust column holds two decisions. <b>protoreg's</b> is for the custom origin "
+        "(<code>ipfs://&lt;cid&gt;</code>): the W3C Secure Contexts algorithm, where only schemes declaring "
+        "<code>uriIsTrustworthy: true</code> count as authenticated; it is what <code>Session.fetch</code> reports "
+        "(<code>secure_context</code>) and what embedders enforce. <b>The browser's</b> is for the gateway origin "
+        "it actually loads (<code>http://&lt;host&gt;.&lt;scheme&gt;.localhost</code>): Chromium and Firefox treat "
+        "every <code>*.localhost</code> origin as potentially trustworthy, so in the browser every gateway page is "
+        "a secure context, whatever the scheme declares. Secure-context-only APIs therefore work on gateway pages "
+        "of untrustworthy schemes too; don't rely on the browser to withhold them.</p>"
         + "<h2>Permission grants</h2>"
         + _table(["extension", "grants", "content security policy"], grant_rows, "No extensions.")
         + "<h2>Sandbox layers</h2>" + _table(["layer", "state", "detail"], layer_rows, "No report.")
@@ -137,6 +167,9 @@ async def asset(request: web.Request, registry: Any, session: Any) -> web.Stream
     parts = request.path.split("/")  # "", "_protoreg", kind, ...
     if request.path == "/_protoreg/status.json":
         return web.json_response(status(registry, session), headers=page_headers())
+    if request.path == FAVICON_URL:
+        headers = {**page_headers(), "Content-Security-Policy": _ASSET_CSP, "Cache-Control": "public, max-age=86400"}
+        return web.Response(body=FAVICON_SVG.encode(), content_type="image/svg+xml", headers=headers)
     if len(parts) == 5 and parts[2] == "icon":
         ext = registry.extensions.get(parts[3])
         handler = next((h for h in ext.manifest.protocol_handlers if h.protocol == parts[4]), None) if ext else None
@@ -149,7 +182,6 @@ async def asset(request: web.Request, registry: Any, session: Any) -> web.Stream
         if ctype is None:  # never serve an "icon" as HTML or script on the dashboard's origin
             return error_page(404, f"The icon {handler.uriIcon!r} of {ext.id} is not an image file "
                                    f"({', '.join(sorted(_ICON_TYPES))}), so the dashboard does not serve it.")
-        headers = {**page_headers(),
-                   "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox"}
+        headers = {**page_headers(), "Content-Security-Policy": _ASSET_CSP}
         return web.Response(body=path.read_bytes(), content_type=ctype, headers=headers)
     return error_page(404, f"Nothing is served at {request.path}.")

@@ -64,7 +64,7 @@ SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types")
 #: Character devices bound into the new /dev (harmless ones: sinks and entropy).
 DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
 #: Where the new root's tmpfs is mounted before pivot_root (inside the worker's namespace only).
-_WORKDIRS = ("/tmp", "/mnt", "/run", "/var/tmp", "/media", "/srv")
+_WORKDIRS = ("/tmp", "/mnt", "/run", "/var/tmp", "/media", "/srv")  # noqa: S108 - inside our namespace only
 _READ_ONLY = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
 _READ_WRITE = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC
 

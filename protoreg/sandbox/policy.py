@@ -30,7 +30,7 @@ class SandboxPolicy:
     rlimit_nproc: int | None = 64            # processes of this uid (ignored for root: seccomp blocks fork instead)
     network_namespace: bool = True           # new user, network, mount and IPC namespaces (the "namespaces" layer)
     filesystem: bool = True                  # a minimal root holding only read_paths and write_paths (needs namespaces)
-    memory_max: int | None = 1 << 30         # cgroup memory cap, bytes: every page the worker charges (anon, shm, memfd)
+    memory_max: int | None = 1 << 30         # cgroup memory cap, bytes: every page charged (anon, shm, memfd)
     cpu_max: float | None = 1.0              # cgroup CPU cap, in CPUs (0.5 = half of one CPU), however many threads
     pids_max: int | None = 256               # cgroup cap on tasks (threads included; seccomp forbids processes)
     landlock: bool = True

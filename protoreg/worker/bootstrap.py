@@ -80,9 +80,8 @@ def main() -> None:
         raise SystemExit(3) from None
     spec = config.get("sandbox")
     if spec is not None:
-        from protoreg.worker import audit
-
         from protoreg.sandbox.mounts import DEVICES, SYSTEM_FILES
+        from protoreg.worker import audit
 
         audit.install(config["label"], (*spec.get("read_paths", ()), *SYSTEM_FILES),
                       (*spec.get("write_paths", ()), *DEVICES))

@@ -76,10 +76,10 @@ class WorkerManager:
     # -- starting workers -------------------------------------------------------------------------------------
     async def _spawn(self) -> WorkerProcess:
         worker = await WorkerProcess.spawn(self.config)
+        self._processes.add(worker)  # before any await: close() must see it, whatever happens next
+        worker.exited.add_done_callback(lambda _f: self._processes.discard(worker))
         if self.config.sandbox is not None:
             await self._place_in_cgroup(worker)
-        self._processes.add(worker)
-        worker.exited.add_done_callback(lambda _f: self._processes.discard(worker))
         if self._closed:
             await worker.stop()
             raise WorkerCrashed("the session closed while a worker was starting")

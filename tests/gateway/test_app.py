@@ -228,8 +228,9 @@ async def test_dashboard_lists_extensions_with_a_strict_csp_and_no_cors(client):
     resp = await client.get("/", headers={"Host": "localhost:8080", "Origin": f"http://{authority('a')}"})
     text = await resp.text()
     assert resp.status == 200
-    for needle in ("site@test", "web+site", "secure (uriIsTrustworthy)", "/_protoreg/icon/site@test/web+site",
-                   "Workers", "Sandbox layers", "Audit log", "script-src &#x27;self&#x27;"):
+    for needle in ("site@test", "web+site", "protoreg: <span class=ok>trustworthy</span>",
+                   "/_protoreg/icon/site@test/web+site", "Workers", "Sandbox layers", "Audit log",
+                   "script-src &#x27;self&#x27;"):
         assert needle in text, needle
     assert "Access-Control-Allow-Origin" not in resp.headers
     assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
@@ -252,3 +253,46 @@ async def test_an_icon_that_is_not_an_image_is_never_served_on_the_dashboard_ori
     resp = await client.get("/_protoreg/icon/icon@test/web+icon", headers={"Host": "localhost:8080"})
     assert resp.status == 404 and "not an image file" in await resp.text()
     assert "<script>parent" not in await resp.text()
+
+
+# -- pages a person reads: error pages, the dashboard's trust facts, times and icon ----------------------------------
+async def test_error_pages_say_what_to_try_and_link_back_to_the_site_and_the_dashboard(client):
+    resp = await client.get("/", headers={"Host": "a.web-nope.localhost:8080"})
+    text = await resp.text()
+    assert resp.status == 404 and "What to try" in text
+    assert '<a href="http://localhost:8080/">' in text and "about:protoreg-dashboard" not in text
+    assert text.count("dashboard</a>") == 1  # the page's own dashboard link, not a second default one
+    page = await client.get("/", headers={"Host": "web-site.localhost:8080"})  # a scheme but no host
+    text = await page.text()
+    assert page.status == 400 and "What to try" in text and '<a href="/">' in text
+    assert '<a href="http://localhost:8080/">the gateway dashboard' in text
+    assert 'rel=icon type="image/svg+xml" href="data:image/svg+xml,' in text
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src" not in csp and "default-src 'none'" in csp and "<script" not in text
+
+
+def test_error_page_escapes_everything_and_keeps_a_usable_link_without_a_request():
+    from protoreg.gateway.pages import error_page
+
+    page = error_page(502, "<b>boom</b>", extension="<x>", url="web+a://h/<p>")
+    assert "&lt;b&gt;boom&lt;/b&gt;" in page.text and "&lt;x&gt;" in page.text and "web+a://h/&lt;p&gt;" in page.text
+    assert "Reload to try again" in page.text and "HTTP status 502 (Bad Gateway)" in page.text
+
+
+async def test_dashboard_shows_both_trust_facts_readable_utc_audit_times_and_a_favicon(client):
+    from protoreg.gateway.app import SESSION
+
+    session = client.server.app[SESSION]
+    await client.get("/", headers=host("a"))
+    session.audit.record("site@test", "web+site://a", "fetch", "https://example.org/", False, "not granted")
+    text = await (await client.get("/", headers={"Host": "localhost:8080"})).text()
+    assert '<span title="uriIsTrustworthy: true">protoreg: <span class=ok>trustworthy</span></span>' in text
+    assert "<span class=note>browser: secure context</span>" in text
+    assert "every <code>*.localhost</code> origin as potentially trustworthy" in text
+    import re
+
+    assert re.search(r"<td>20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC</td><td>site@test</td>", text), text[-1500:]
+    assert '<link rel=icon type="image/svg+xml" href="/_protoreg/favicon.svg">' in text
+    icon = await client.get("/_protoreg/favicon.svg", headers={"Host": "localhost:8080"})
+    assert icon.status == 200 and icon.headers["Content-Type"] == "image/svg+xml"
+    assert (await icon.text()).startswith("<svg") and "sandbox" in icon.headers["Content-Security-Policy"]

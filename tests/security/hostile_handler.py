@@ -260,6 +260,7 @@ async def handleRequest(request):
         raise ValueError("boom\nERROR forged second line\x1b]0;title\x07")
     if path == "/fetches":
         import asyncio
+
         from protoreg import runtime
 
         async def one():

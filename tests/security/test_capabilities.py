@@ -92,7 +92,7 @@ async def test_fetch_to_a_host_not_granted_is_denied_with_the_fix(tmp_path, upst
         status, out = await get(s, f"web+demo://x/fetch?url=http://127.0.0.1:{port}/ok")
         assert status == 403
         assert out["denied"] == (
-            f"PermissionDenied: handler for web+demo (extension demo@test) tried to fetch http://127.0.0.1:{port}/ok: "
+            f"handler for web+demo (extension demo@test) tried to fetch http://127.0.0.1:{port}/ok: "
             'not allowed by host_permissions in manifest.json. Add "http://127.0.0.1/*" to host_permissions to '
             "allow it.")
         assert hits == []
@@ -151,3 +151,16 @@ async def test_data_dir_is_writable_by_its_extension_only(tmp_path):
         assert (status, out["read"]) == (200, "block")
         attacker_view = await s.fetch(f"web+snoop://x/fetch?url=file://{out['dir']}/blocks.bin")
         assert attacker_view.status == 403
+
+
+async def test_an_uncaught_denial_names_its_type_once(tmp_path):
+    reg = protoreg.Registry()
+    reg.install(write_extension(tmp_path / "raw", scheme="web+raw", ext_id="raw@test", script=(
+        "from protoreg import runtime\n"
+        "async def handleRequest(request):\n"
+        "    await runtime.fetch('https://not-granted.example/')\n")))
+    async with protoreg.Session(reg) as s:
+        resp = await s.fetch("web+raw://x/")
+        message = str(resp.error)
+    assert resp.status >= 500 and "tried to fetch https://not-granted.example/" in message
+    assert message.count("PermissionDenied") == 1, message

@@ -5,9 +5,7 @@ requests end with a clear 502, and other extensions keep being served."""
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
-import logging
 import time
 
 import psutil

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,17 +42,28 @@ class BundleRecord:
 
 
 def bundle(script: str, *, scheme: str = "web+t", ext_id: str = "test@example.org",
-           files: dict[str, str] | None = None) -> BundleRecord:
+           files: dict[str, str] | None = None, root: Path | None = None) -> BundleRecord:
     all_files = {"handler.py": textwrap.dedent(script).encode()}
     all_files.update({k: textwrap.dedent(v).encode() for k, v in (files or {}).items()})
     # An empty bundle directory: the worker's sandbox may read it and nothing of the test's files.
     return BundleRecord(ext_id, all_files, _Manifest([_Handler(scheme, "handler.py")]),
-                        root=Path(tempfile.mkdtemp(prefix="protoreg-bundle-")))
+                        root=root or Path(tempfile.mkdtemp(prefix="protoreg-bundle-")))
 
 
 @pytest.fixture
-def make_bundle() -> Callable[..., BundleRecord]:
-    return bundle
+def make_bundle() -> Iterator[Callable[..., BundleRecord]]:
+    """bundle(), each with its own empty directory, removed when the test ends (and checked to be gone)."""
+    made: list[Path] = []
+
+    def make(script: str, **kw: Any) -> BundleRecord:
+        made.append(Path(tempfile.mkdtemp(prefix="protoreg-bundle-")))
+        return bundle(script, root=made[-1], **kw)
+
+    yield make
+    for d in made:
+        shutil.rmtree(d, ignore_errors=True)
+    left = [d for d in made if d.exists()]
+    assert not left, f"bundle directories left behind: {left}"
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from typing import Any, BinaryIO
 
 from multiformats import CID
 
-from ipfs_core import CorruptBlock, IpfsError, MalformedNode
+from ipfs_core import CorruptBlock, InvalidCID, IpfsError, MalformedNode
 from ipfs_core.blocks import BlockStore
-from ipfs_core.cids import MAX_BLOCK, v1_base32
+from ipfs_core.cids import MAX_BLOCK, checked, v1_base32
 from ipfs_core.dagpb import read_varint, varint
 
 PRAGMA_V2 = bytes.fromhex("0aa16776657273696f6e02")
@@ -23,9 +23,18 @@ class CarError(IpfsError):
 
 
 # -- a minimal dag-cbor subset: what a CAR header uses ----------------------------------------------------------
-def _cbor_decode(buf: bytes, pos: int = 0) -> tuple[Any, int]:
+#: A CAR header is {roots: [CID, ...], version: 1}: three levels. Deeper nesting is refused, not recursed into.
+MAX_HEADER_DEPTH = 8
+
+
+def _cbor_decode(buf: bytes, pos: int = 0, depth: int = 0, base: int = 0) -> tuple[Any, int]:
+    """Decode one item at ``pos``; ``base`` is the header's offset in the CAR, for error messages."""
     if pos >= len(buf):
-        raise CarError("truncated CAR header")
+        raise CarError(f"CAR header truncated at byte {base + pos}")
+    if depth > MAX_HEADER_DEPTH:
+        raise CarError(f"CAR header nested more than {MAX_HEADER_DEPTH} levels deep at byte {base + pos}: a header "
+                       "is {roots: [CID, ...], version: 1}")
+    start = pos
     ib = buf[pos]
     major, info = ib >> 5, ib & 31
     pos += 1
@@ -33,34 +42,52 @@ def _cbor_decode(buf: bytes, pos: int = 0) -> tuple[Any, int]:
         arg = info
     elif info in (24, 25, 26, 27):
         n = 1 << (info - 24)
+        if pos + n > len(buf):
+            raise CarError(f"CAR header truncated at byte {base + pos}")
         arg = int.from_bytes(buf[pos:pos + n], "big")
         pos += n
     else:
-        raise CarError("unsupported CBOR item in CAR header")
+        raise CarError(f"unsupported CBOR item (indefinite length or reserved) in the CAR header at byte "
+                       f"{base + start}")
     if major == 0:
         return arg, pos
     if major in (2, 3):
+        if pos + arg > len(buf):
+            raise CarError(f"CAR header truncated in a {'byte' if major == 2 else 'text'} string at byte {base + pos}")
         data = buf[pos:pos + arg]
-        return (bytes(data) if major == 2 else data.decode()), pos + arg
+        if major == 2:
+            return bytes(data), pos + arg
+        try:
+            return data.decode(), pos + arg
+        except UnicodeDecodeError:
+            raise CarError(f"the CAR header's text string at byte {base + start} is not UTF-8") from None
     if major == 4:
         items = []
         for _ in range(arg):
-            item, pos = _cbor_decode(buf, pos)
+            item, pos = _cbor_decode(buf, pos, depth + 1, base)
             items.append(item)
         return items, pos
     if major == 5:
         out = {}
         for _ in range(arg):
-            k, pos = _cbor_decode(buf, pos)
-            v, pos = _cbor_decode(buf, pos)
+            key_at = pos
+            k, pos = _cbor_decode(buf, pos, depth + 1, base)
+            if not isinstance(k, str):
+                raise CarError(f"the CAR header has a map key that is not a string at byte {base + key_at} "
+                               "(dag-cbor map keys are strings)")
+            v, pos = _cbor_decode(buf, pos, depth + 1, base)
             out[k] = v
         return out, pos
     if major == 6 and arg == 42:
-        raw, pos = _cbor_decode(buf, pos)
+        raw, pos = _cbor_decode(buf, pos, depth + 1, base)
         if not isinstance(raw, bytes) or not raw.startswith(b"\x00"):
-            raise CarError("malformed CID in CAR header")
-        return CID.decode(raw[1:]), pos
-    raise CarError(f"unsupported CBOR major type {major} in CAR header")
+            raise CarError(f"malformed CID in the CAR header at byte {base + start}: a CID link is the byte string "
+                           "0x00 + the binary CID")
+        try:
+            return checked(CID.decode(raw[1:])), pos
+        except Exception as exc:  # multiformats raises its own error types for each kind of bad CID
+            raise CarError(f"malformed CID in the CAR header at byte {base + start}: {exc}") from None
+    raise CarError(f"unsupported CBOR major type {major} in the CAR header at byte {base + start}")
 
 
 def _cbor_head(major: int, n: int) -> bytes:
@@ -133,12 +160,17 @@ def _read_varint(f: _Stream) -> int | None:
             raise CarError(f"oversized varint in CAR at byte {f.pos}")
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _split_cid(section: bytes) -> tuple[CID, bytes]:
     """The CID at the start of a section and the block after it; ValueError/IndexError if malformed."""
     if section[:2] == b"\x12\x20":  # CIDv0: a bare sha2-256 multihash
         if len(section) < 34:
             raise ValueError("CIDv0 multihash cut short")
-        return CID.decode(section[:34]), section[34:]
+        return checked(CID.decode(section[:34])), section[34:]
     pos = 0
     for _ in range(3):  # version, codec, hash function
         while section[pos] & 0x80:
@@ -148,7 +180,7 @@ def _split_cid(section: bytes) -> tuple[CID, bytes]:
     end = pos + length
     if end > len(section):
         raise ValueError("multihash digest runs past the end of the section")
-    return CID.decode(section[:end]), section[end:]
+    return checked(CID.decode(section[:end])), section[end:]
 
 
 def _name_partial(section: bytes) -> str:
@@ -192,16 +224,20 @@ class CarReader:
         if n is None or n == 0 or n > 1 << 20:
             raise CarError("not a CAR file: missing, empty or oversized header (CARv1 starts with a varint length "
                            "and a dag-cbor map {roots, version: 1})")
+        start = f.pos
         raw = f.read(n)
         if len(raw) != n:
             raise CarError(f"CAR header truncated: expected {n} bytes, got {len(raw)}")
-        try:
-            header, _ = _cbor_decode(raw)
-        except (IndexError, ValueError, KeyError, UnicodeDecodeError) as exc:
-            raise CarError(f"malformed CAR header: {exc}") from None
+        header, _ = _cbor_decode(raw, base=start)
         if not isinstance(header, dict) or header.get("version") != 1 or not isinstance(header.get("roots"), list):
-            raise CarError(f"not a CARv1 header: {header!r}")
-        return cls(f, list(header["roots"]))
+            raise CarError(f"not a CARv1 header at byte {start}: expected {{roots: [CID, ...], version: 1}}, got "
+                           f"{_short(header)}")
+        roots = header["roots"]
+        bad = next((i for i, r in enumerate(roots) if not isinstance(r, CID)), None)
+        if bad is not None:
+            raise CarError(f"the CAR header's roots[{bad}] (header at byte {start}) is {_short(roots[bad])}, not a "
+                           "CID link")
+        return cls(f, list(roots))
 
     def blocks(self) -> Iterator[tuple[CID, bytes, int]]:
         """(cid, data, offset) for each section; raises CarError naming the offset (and CID) of a bad section."""
@@ -223,7 +259,7 @@ class CarReader:
                                f"bytes but only {len(section)} remain")
             try:
                 cid, data = _split_cid(section)
-            except (IndexError, ValueError, KeyError, MalformedNode) as exc:
+            except (IndexError, ValueError, KeyError, MalformedNode, InvalidCID) as exc:
                 raise CarError(f"malformed CID in the section at byte {offset} of the CAR: {exc}") from None
             yield cid, data, offset
 
@@ -250,14 +286,15 @@ def import_car(source: BinaryIO | str | os.PathLike[str], store: BlockStore,
         try:
             item = next(blocks, None)
         except CarError as exc:
-            raise CarError(f"{exc}. The {report.blocks} blocks before it were imported") from None
+            raise CarError(f"{str(exc).rstrip('.')}. The {report.blocks} blocks before it were imported") from None
         if item is None:
             return report
         cid, data, offset = item
         try:
             added = store.put(cid, data)
         except CorruptBlock as exc:
-            raise CarError(f"block {v1_base32(cid)} at byte {offset} of the CAR failed verification: {exc}. "
+            raise CarError(f"block {v1_base32(cid)} at byte {offset} of the CAR failed verification: "
+                           f"{str(exc).rstrip('.')}. "
                            f"The {report.blocks} blocks before it were imported") from None
         report.blocks += 1
         report.new_blocks += int(added)

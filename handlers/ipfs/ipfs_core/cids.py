@@ -13,9 +13,21 @@ MAX_BLOCK = 2 * 1024 * 1024
 SUPPORTED_CODECS = {"raw", "dag-pb", "dag-cbor", "dag-json", "identity"}
 
 
+def checked(cid: CID) -> CID:
+    """``cid`` if its multihash is usable (a digest no longer than its hash function makes); else InvalidCID.
+    multiformats accepts such CIDs at decode time and raises only when the digest is first read."""
+    try:
+        _hash_info(cid)
+    except Exception as exc:
+        raise InvalidCID(f"{cid} has an invalid multihash: {exc}") from None
+    return cid
+
+
 def parse_cid(text: str | bytes) -> CID:
     try:
-        cid = CID.decode(text)
+        cid = checked(CID.decode(text))
+    except InvalidCID as exc:
+        raise InvalidCID(f"{text!r} is not a valid CID: {exc}") from None
     except Exception as exc:
         hint = ""
         if isinstance(text, str) and text[:2].lower() == "qm":
@@ -41,7 +53,7 @@ def decode_link(raw: bytes) -> CID:
     """CID.decode for link hashes, cached (multiformats validates every call, which dominates large reads).
     A link whose Hash is not a CID makes its node malformed."""
     try:
-        return CID.decode(raw)
+        return checked(CID.decode(raw))
     except Exception as exc:
         raise MalformedNode(f"a dag-pb link Hash ({raw[:40].hex()}) is not a valid CID: {exc}") from None
 

@@ -23,6 +23,8 @@ def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def varint(n: int) -> bytes:
+    if n < 0:
+        raise ValueError(f"a varint is unsigned, got {n}")  # (n >>= 7 never reaches 0 for a negative n)
     out = bytearray()
     while True:
         b = n & 0x7F

@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html import escape
+from http import HTTPStatus
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from multiformats import CID
@@ -24,9 +26,28 @@ from ipfs_core.cids import is_identity, parse_cid, v1_base32
 from ipfs_core.unixfs import Entry, UnixFS, symlink_target
 
 IMMUTABLE = "public, max-age=29030400, immutable"
-LISTING_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+#: Listings and error pages run no script and load nothing; their one stylesheet is inline, the icon a data: URL.
+LISTING_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 # Changes whenever the listing's HTML changes, so cached listings are revalidated.
-_LISTING_VERSION = hashlib.sha256(b"protoreg listing v2: name, size, cid").hexdigest()[:12]
+_LISTING_VERSION = hashlib.sha256(b"protoreg listing v3: name, file size, kind, wrapped cid").hexdigest()[:12]
+_ICON = ("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 64 64'%3E%3Cpath "
+         "d='M32 4l25 14v28L32 60 7 46V18z' fill='%2365c2cb'/%3E%3Cpath d='M32 4l25 14-25 14L7 18z' fill='%23469ea2'"
+         "/%3E%3C/svg%3E")
+_CSS = ("body{font:15px/1.55 system-ui,-apple-system,'Segoe UI',sans-serif;max-width:58rem;margin:2rem auto;"
+        "padding:0 1.25rem;color:#1d1d1f;background:#fafafa}a{color:#0b57d0;text-decoration:none}"
+        "a:hover{text-decoration:underline}h1{font-size:1.35rem;margin:.3rem 0 .2rem;overflow-wrap:anywhere}"
+        ".path{color:#5f6368;font:13px ui-monospace,monospace;overflow-wrap:anywhere;margin-bottom:1.2rem}"
+        ".brand{color:#469ea2;font-weight:600;font-size:.9rem;letter-spacing:.02em}"
+        "table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #e3e5e8;border-radius:8px}"
+        "th,td{padding:.45rem .7rem;text-align:left;border-bottom:1px solid #eef0f3;vertical-align:top}"
+        "th{background:#f3f4f6;font-weight:600;font-size:.85rem;color:#3c4043}tr:last-child td{border-bottom:0}"
+        "td.size{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}th.size{text-align:right}"
+        "td.cid code{font:12px ui-monospace,monospace;color:#5f6368;overflow-wrap:anywhere;word-break:break-all}"
+        ".kind{color:#5f6368;font-size:.85rem}.name{overflow-wrap:anywhere}.dir:after{content:'/'}"
+        ".why{background:#fff4f2;border-left:4px solid #d33;padding:.7rem 1rem;border-radius:0 6px 6px 0;"
+        "overflow-wrap:anywhere}.muted{color:#5f6368;font-size:.9rem}code{overflow-wrap:anywhere}h2{font-size:1.1rem}"
+        "p code{background:#eef0f3;padding:.1rem .3rem;border-radius:3px}"
+        "@media (max-width:40rem){td.cid,th.cid{display:none}}")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _FORMATS = {"raw": "application/vnd.ipld.raw", "car": "application/vnd.ipld.car"}
 # Our own table: the mimetypes module reads /etc/mime.types on first use, which the sandbox rightly denies.
@@ -51,6 +72,48 @@ class GatewayResponse:
 def _error(status: int, message: str) -> GatewayResponse:
     return GatewayResponse(status, [("Content-Type", "text/plain; charset=utf-8"),
                                     ("X-Content-Type-Options", "nosniff")], (message + "\n").encode())
+
+
+def _page(title: str, body: str) -> bytes:
+    return (f"<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+            f"<title>{escape(title)}</title><link rel=icon href=\"{_ICON}\"><style>{_CSS}</style>"
+            f"<div class=brand>IPFS</div>{body}").encode()
+
+
+_NEXT = {
+    400: "Check the address: an ipfs:// host is a CIDv1 (bafy..., lowercase base32).",
+    404: "Check the spelling of the path, or go back to the site's front page. If the whole site is missing, import "
+         "its CAR file with: protoreg ipfs import FILE.car",
+    405: "ipfs:// content is read-only: open it with GET (a link or the address bar).",
+    406: "Ask for text/html, application/vnd.ipld.raw or application/vnd.ipld.car.",
+    412: "Import the content first (protoreg ipfs import FILE.car), or drop only-if-cached.",
+}
+
+
+def _commands(text: str) -> str:
+    return text.replace("protoreg ipfs import FILE.car", "<code>protoreg ipfs import FILE.car</code>")
+
+
+def wants_html(headers: dict[str, str]) -> bool:
+    """The client reads pages (a browser navigation), not plain text (curl, fetch())."""
+    return "text/html" in headers.get("accept", "").lower()
+
+
+def error_page(status: int, message: str, path: str = "") -> GatewayResponse:
+    """A styled error page: what happened, why, what to try, and links back (no script, nothing loaded)."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    hint = _NEXT.get(status, "The content could not be served as stored: a block is corrupt or malformed. "
+                             "Re-import the site's CAR file; every block is verified again on the way out.")
+    where = f"<p class=muted>Address: <code>{escape(path)}</code></p>" if path else ""
+    body = _page(f"{status} {phrase}", f"<h1>{status} {escape(phrase)}</h1><p class=why>{escape(message)}</p>"
+                 f"{where}<h2>What to try</h2><p>{_commands(escape(hint))}</p><ul><li><a href=\"/\">this site's front "
+                 "page</a></li><li><a href=\"..\">the parent directory</a></li></ul>")
+    return GatewayResponse(status, [("Content-Type", "text/html; charset=utf-8"), ("X-Content-Type-Options",
+                                    "nosniff"), ("Content-Security-Policy", LISTING_CSP),
+                                    ("Content-Length", str(len(body)))], body)
 
 
 def _sniff(head: bytes) -> str:
@@ -97,20 +160,49 @@ def _parse_range(value: str, size: int) -> tuple[int, int] | str | None:
     return start, min(end, size)
 
 
+def _size_of(fs: UnixFS, item: Any) -> tuple[str, int | None]:
+    """(kind, file size) of a listed entry: the file's own size, not the DAG's (a link's Tsize counts blocks)."""
+    try:
+        entry = fs.load(item.cid)
+    except IpfsError:
+        return "unavailable", None
+    return entry.kind, entry.size if entry.kind == "file" else None
+
+
+def _human(n: int) -> str:
+    if n < 1024:
+        return f"{n:,} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            break
+    return f"{value:,.1f} {unit}"
+
+
 def _listing(fs: UnixFS, entry: Entry, url_path: str, ipfs_path: str) -> bytes:
     rows = []
     base = url_path if url_path.endswith("/") else url_path + "/"
     if base != "/":
-        rows.append('<tr><td><a href="..">..</a></td><td></td><td></td></tr>')
-    for item in fs.list(entry):
+        rows.append('<tr><td class=name><a href="..">..</a> <span class=kind>(parent directory)</span></td>'
+                    "<td class=size></td><td class=cid></td></tr>")
+    items = fs.list(entry)
+    total = 0
+    for item in items:
         href = base + quote(item.name)
-        size = "" if item.size is None else f"{item.size:,}"
-        rows.append(f'<tr><td><a href="{escape(href)}">{escape(item.name)}</a></td><td>{size}</td>'
-                    f"<td><code>{escape(v1_base32(item.cid))}</code></td></tr>")
-    return (f"<!doctype html><meta charset=utf-8><title>{escape(ipfs_path)}</title>"
-            "<style>body{font:14px system-ui,sans-serif;margin:2rem}td{padding:.2rem .8rem}</style>"
-            f"<h1>Index of {escape(ipfs_path)}</h1><table><tr><th>Name</th><th>Size</th><th>CID</th></tr>"
-            + "".join(rows) + "</table>").encode()
+        kind, size = _size_of(fs, item)
+        link_class = ' class="dir"' if kind == "directory" else ""
+        note = "" if kind in ("file", "directory") else f" <span class=kind>({escape(kind)})</span>"
+        size_cell = ("<td class=size>—</td>" if size is None else
+                     f'<td class=size title="{size:,} bytes">{_human(size)}</td>')
+        rows.append(f'<tr><td class=name><a{link_class} href="{escape(href)}">{escape(item.name)}</a>{note}</td>'
+                    f"{size_cell}<td class=cid><code>{escape(v1_base32(item.cid))}</code></td></tr>")
+        total += 1
+    title = url_path if url_path not in ("", "/") else "/"
+    count = f"{total} entr{'y' if total == 1 else 'ies'}"
+    return _page(f"Index of {ipfs_path}", (
+        f"<h1>Index of {escape(title)}</h1><div class=path>{escape(ipfs_path)} · {count}</div>"
+        "<table><tr><th>Name</th><th class=size>Size</th><th class=cid>CID</th></tr>" + "".join(rows) + "</table>"))
 
 
 def _car_blocks(fs: UnixFS, trail: list[CID]) -> Iterator[tuple[CID, bytes]]:
@@ -133,9 +225,16 @@ def respond(store: BlockStore, method: str, host: str, path: str, query: dict[st
     responses; a block found missing or corrupt while the body streams raises from the body iterator, so the HTTP
     layer aborts the stream rather than sending wrong bytes."""
     try:
-        return _respond(UnixFS(store), store, method, host, path, query, headers)
+        res = _respond(UnixFS(store), store, method, host, path, query, headers)
     except IpfsError as exc:
-        return _error(exc.status, str(exc))
+        res = _error(exc.status, str(exc))
+    if res.status >= 400 and isinstance(res.body, bytes) and res.body and wants_html(headers) and (
+            dict(res.headers).get("Content-Type", "").startswith("text/plain")):
+        page = error_page(res.status, res.body.decode("utf-8", "replace").strip(), f"ipfs://{host}{path}")
+        if method == "HEAD":
+            page.body = b""
+        return page
+    return res
 
 
 def _respond(fs: UnixFS, store: BlockStore, method: str, host: str, path: str, query: dict[str, str],

@@ -16,6 +16,9 @@ from ipfs_core.cids import decode_link, v1_base32
 from ipfs_core.dagpb import DIRECTORY, FILE, HAMT_SHARD, RAW, SYMLINK, PBNode, UnixFSData, decode_node, decode_unixfs
 
 MURMUR3_X64_64 = 0x22
+#: A file DAG or HAMT deeper than this is refused as malformed rather than recursed into (a balanced 174-link DAG
+#: of depth 8 already holds more than any disk; a HAMT of fanout 2+ is at most 64 levels by its 64-bit hash).
+MAX_DEPTH = 100
 
 
 @dataclass
@@ -131,13 +134,15 @@ class UnixFS:
         self._hamt_list(node, u, items)
         return sorted(items, key=lambda i: i.name)
 
-    def _hamt_list(self, node: PBNode, u: UnixFSData, out: list[DirItem]) -> None:
+    def _hamt_list(self, node: PBNode, u: UnixFSData, out: list[DirItem], depth: int = 0) -> None:
+        if depth > 64:
+            raise MalformedNode("HAMT deeper than the 64-bit hash allows")
         pad = len(f"{(u.fanout or 256) - 1:X}")
         for link in node.links:
             cid = decode_link(link.hash)
             if link.name is not None and len(link.name) == pad:
                 sub = decode_node(self.store.get(cid))
-                self._hamt_list(sub, decode_unixfs(sub.data or b""), out)
+                self._hamt_list(sub, decode_unixfs(sub.data or b""), out, depth + 1)
             else:
                 out.append(DirItem((link.name or "")[pad:], cid, link.tsize))
 
@@ -149,7 +154,9 @@ class UnixFS:
             return
         yield from self._read(entry, start, end)
 
-    def _read(self, entry: Entry, start: int, end: int) -> Iterator[bytes]:
+    def _read(self, entry: Entry, start: int, end: int, depth: int = 0) -> Iterator[bytes]:
+        if depth > MAX_DEPTH:
+            raise MalformedNode(f"file DAG under {v1_base32(entry.cid)} is nested more than {MAX_DEPTH} levels deep")
         if entry.data is not None:  # raw leaf
             yield entry.data if start == 0 and end >= len(entry.data) else entry.data[start:end]
             return
@@ -176,7 +183,7 @@ class UnixFS:
                 # Never send wrong bytes: a child of another size would shift every byte after it.
                 raise MalformedNode(f"file node {v1_base32(entry.cid)} says its child {v1_base32(child.cid)} holds "
                                     f"{size} bytes, but it holds {child.size}")
-            yield from self._read(child, max(0, start - lo), min(size, end - lo))
+            yield from self._read(child, max(0, start - lo), min(size, end - lo), depth + 1)
 
     def walk(self, root: CID) -> Iterator[tuple[CID, bytes]]:
         """Every block of the DAG under ``root`` (depth-first, each once), for CAR export."""

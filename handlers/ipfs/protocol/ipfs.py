@@ -5,7 +5,7 @@ store lives in the extension's data directory (the "storage" permission)."""
 
 from ipfs_core import IpfsError
 from ipfs_core.blocks import BlockStore
-from ipfs_core.gateway import respond
+from ipfs_core.gateway import error_page, respond, wants_html
 
 from protoreg import Request, Response, runtime
 
@@ -20,9 +20,13 @@ def store() -> BlockStore:
 
 
 async def handleRequest(request: Request) -> Response:
-    if request.method not in ("GET", "HEAD"):
-        return Response.error(405, "ipfs:// is read-only: use GET or HEAD", headers={"Allow": "GET, HEAD"})
     headers = {k.lower(): v for k, v in request.headers.items()}
+    if request.method not in ("GET", "HEAD"):
+        message = "ipfs:// is read-only: use GET or HEAD"
+        if wants_html(headers):
+            page = error_page(405, message, str(request.url))
+            return Response(page.body, status=405, headers=[*page.headers, ("Allow", "GET, HEAD")])
+        return Response.error(405, message, headers={"Allow": "GET, HEAD"})
     res = respond(store(), request.method, request.url.raw_host or "", request.url.raw_path,
                   dict(request.url.query), headers)
     body = res.body

@@ -94,3 +94,60 @@ def test_written_car_is_read_back_with_the_same_roots_and_blocks():
     reader = carmod.CarReader.open(io.BytesIO(data))
     assert reader.roots == [blocks[0][0]] and reader.version == 1
     assert [(c, d) for c, d, _ in reader.blocks()] == blocks
+
+
+# -- hostile headers and CIDs: always a CarError (an IpfsError) naming the byte offset ------------------------------
+def _car(header: bytes, sections: bytes = b"") -> bytes:
+    return carmod.varint(len(header)) + header + sections
+
+
+def _header(roots_cbor: bytes) -> bytes:
+    return b"\xa2\x65roots" + roots_cbor + b"\x67version\x01"
+
+
+def _long_digest_cid(n: int) -> bytes:
+    return bytes([1, 0x55, 0x12, n]) + b"a" * n  # sha2-256 digests are 32 bytes
+
+
+@pytest.mark.parametrize("header, message", [
+    (b"\x81" * 3000 + b"\x00", r"nested more than 8 levels deep at byte \d+"),
+    (b"\xa1\x80\x00", r"map key that is not a string at byte 2"),
+    (_header(b"\x81\x01"), r"roots\[0\] \(header at byte 1\) is 1, not a CID link"),
+    (_header(b"\x82\xd8\x2a\x42\x00\x01\x63abc"), r"malformed CID in the CAR header at byte \d+"),
+    (_header(b"\x81\xd8\x2a\x58\x45\x00" + _long_digest_cid(64)), r"malformed CID in the CAR header at byte 9: .*"
+                                                                  r"max digest size 32"),
+    (b"\xa1\x63\xff\xfe\xfd\x00", r"text string at byte 2 is not UTF-8"),
+])
+def test_a_hostile_car_header_is_a_car_error_naming_the_offset(store, header, message):
+    with pytest.raises(carmod.CarError, match=message) as info:
+        carmod.import_car(io.BytesIO(_car(header)), store)
+    assert isinstance(info.value, core.IpfsError) and len(store) == 0
+
+
+def test_a_section_cid_whose_digest_is_longer_than_its_hash_allows_is_a_car_error(store):
+    header = carmod.encode_header([core.cids.parse_cid(DIR)])
+    raw = _long_digest_cid(64)
+    section = carmod.varint(len(raw) + 3) + raw + b"abc"
+    start = len(carmod.varint(len(header))) + len(header)
+    with pytest.raises(carmod.CarError, match=rf"malformed CID in the section at byte {start} .*max digest size 32"):
+        carmod.import_car(io.BytesIO(_car(header, section)), store)
+
+
+def test_parse_cid_refuses_a_digest_longer_than_its_hash_allows():
+    from multiformats import CID
+
+    text = str(CID.decode(_long_digest_cid(40)).set(base="base32"))
+    with pytest.raises(core.InvalidCID, match="invalid multihash"):
+        core.cids.parse_cid(text)
+
+
+@pytest.mark.parametrize("header", [b"\xa1\x80\x00", _header(b"\x81\x01"), b"\x81" * 3000 + b"\x00"])
+def test_protoreg_ipfs_import_prints_the_car_error_without_internal_error(tmp_path, capsys, header):
+    from protoreg.cli import main
+
+    path = tmp_path / "bad.car"
+    path.write_bytes(_car(header))
+    assert main(["ipfs", "import", str(path), "--state-dir", str(tmp_path / "state")]) == 1
+    err = capsys.readouterr().err
+    assert f"protoreg ipfs import: {path}: " in err and "at byte" in err
+    assert "internal error" not in err and "Traceback" not in err

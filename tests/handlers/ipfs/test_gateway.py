@@ -134,7 +134,8 @@ def test_utf8_listing_shows_names_sizes_and_cids(gw):
 
 def test_percent_encoded_names_in_a_listing_link_to_their_files(gw):
     root = "bafybeig675grnxcmshiuzdaz2xalm6ef4thxxds6o6ypakpghm5kghpc34"
-    hrefs = [h for h in re.findall(r'href="([^"]+)"', gw(f"ipfs://{root}/")[2].decode()) if h != ".."]
+    listing = gw(f"ipfs://{root}/")[2].decode()
+    hrefs = [h for h in re.findall(r'href="([^"]+)"', listing) if h != ".." and not h.startswith("data:")]
     assert hrefs and all(gw(f"ipfs://{root}{href}")[0] == 200 for href in hrefs)
 
 
@@ -246,3 +247,36 @@ def test_only_if_cached_is_412_when_the_root_block_is_absent(gw):
     absent = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
     assert gw(f"ipfs://{absent}/", cache_control="only-if-cached")[0] == 412
     assert gw(f"ipfs://{DIR}/hello.txt", cache_control="only-if-cached")[0] == 200
+
+
+# -- pages a person reads ---------------------------------------------------------------------------------------------
+def test_errors_are_styled_pages_for_browsers_and_plain_text_otherwise(gw):
+    missing = f"ipfs://{DIR}/no-such-file"
+    status, h, body = gw(missing, accept="text/html,application/xhtml+xml,*/*;q=0.8")
+    text = body.decode()
+    assert status == 404 and h["Content-Type"] == "text/html; charset=utf-8"
+    assert "<h1>404 Not Found</h1>" in text and "no entry named &#x27;no-such-file&#x27;" in text
+    assert "What to try" in text and '<a href="/">' in text and "<script" not in text
+    assert "default-src 'none'" in h["Content-Security-Policy"] and int(h["Content-Length"]) == len(body)
+    status, h, body = gw(missing)  # curl, fetch(): plain text as before
+    assert status == 404 and h["Content-Type"].startswith("text/plain") and body.startswith(b"no entry named")
+    status, h, body = gw("ipfs://not-a-cid/", accept="text/html")
+    assert status == 400 and "<h1>400 Bad Request</h1>" in body.decode()
+    assert gw(missing, "HEAD", accept="text/html")[::2] == (404, b"")
+
+
+def test_a_listing_shows_each_file_size_not_its_dag_size_and_wraps_cids(own, tmp_path):
+    gw = own
+    site = tmp_path / "site"
+    (site / "sub").mkdir(parents=True)
+    (site / "big.bin").write_bytes(b"x" * 300_000)  # several blocks: its DAG size (Tsize) is larger
+    (site / "small.txt").write_bytes(b"hello")
+    blocks: list = []
+    built = core.importer.add_path(site, lambda c, d: blocks.append((c, d)))
+    for c, d in blocks:
+        gw.store.put(c, d)
+    text = gw(f"ipfs://{core.cids.v1_base32(built.cid)}/")[2].decode()
+    assert '<td class=size title="300,000 bytes">293.0 KiB</td>' in text
+    assert '<td class=size title="5 bytes">5 B</td>' in text
+    assert '<a class="dir" href="/sub">sub</a>' in text and "3 entries" in text
+    assert "word-break:break-all" in text and "<script" not in text

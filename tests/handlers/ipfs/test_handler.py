@@ -90,7 +90,7 @@ async def test_percent_encoded_names(loaded):
     listing = await (await loaded.fetch(f"ipfs://{root}/")).text()
     import re
 
-    hrefs = [h for h in re.findall(r'href="([^"]+)"', listing) if h != ".."]
+    hrefs = [h for h in re.findall(r'href="([^"]+)"', listing) if h != ".." and not h.startswith("data:")]
     assert hrefs
     for href in hrefs:
         assert (await loaded.fetch(f"ipfs://{root}{href}")).status == 200, href
@@ -158,3 +158,15 @@ async def test_through_the_gateway_with_cidv0_path_form_redirecting_to_cidv1(ipf
     assert moved.status == 301 and moved.headers["Location"] == f"http://{full(v1)}/"
     page = await client.get("/", headers={"Host": full(v1)})
     assert page.status == 200
+
+
+async def test_a_browser_gets_styled_error_pages_from_the_handler_and_curl_gets_text(loaded):
+    page = await loaded.fetch(f"ipfs://{DIR}/missing", headers={"Accept": "text/html"})
+    assert page.status == 404 and page.headers["Content-Type"].startswith("text/html")
+    assert "What to try" in await page.text()
+    post = await loaded.fetch(f"ipfs://{DIR}/", method="POST", body=b"x", headers={"Accept": "text/html"})
+    text = await post.text()
+    assert post.status == 405 and "<h1>405 Method Not Allowed</h1>" in text and post.headers["Allow"] == "GET, HEAD"
+    plain = await loaded.fetch(f"ipfs://{DIR}/", method="POST", body=b"x")
+    assert plain.status == 405 and "read-only" in await plain.text()
+    assert not plain.headers["Content-Type"].startswith("text/html")

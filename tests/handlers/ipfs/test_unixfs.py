@@ -134,3 +134,18 @@ def test_walk_yields_each_block_of_the_dag_once_for_export(store):
     other = core.blocks.BlockStore(store.root.parent / "other")
     core.car.import_car(io.BytesIO(b"".join(core.car.write_car([DIR], walked))), other)
     assert sorted(p.name for p in other) == sorted(p.name for p in store)
+
+
+def test_a_file_dag_nested_deeper_than_the_limit_is_malformed_not_a_recursion_error(store):
+    dagpb = core.dagpb
+    data = b"leaf"
+    cid = core.cids.raw_cid(data)
+    store.put(cid, data)
+    for _ in range(1100):  # past the interpreter recursion limit; each node links to the previous one
+        node = dagpb.encode_node(dagpb.PBNode([dagpb.PBLink(bytes(cid), "", len(data))],
+                                              dagpb.encode_unixfs(dagpb.UnixFSData(dagpb.FILE, blocksizes=[4]))))
+        cid = core.cids.dagpb_cid(node)
+        store.put(cid, node)
+    fs = core.unixfs.UnixFS(store)
+    with pytest.raises(core.MalformedNode, match="nested more than 100 levels deep"):
+        b"".join(fs.read(fs.load(cid)))
