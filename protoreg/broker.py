@@ -115,7 +115,7 @@ class Broker:
                  data_root: Path | None = None, allow_private_networks: bool = False,
                  allow_networks: tuple[str, ...] = (), max_concurrent_fetches: int = MAX_CONCURRENT_FETCHES,
                  storage_quota: int = STORAGE_QUOTA, permissions: PermissionManager | None = None) -> None:
-        self.audit = audit or AuditLog()
+        self.audit = audit if audit is not None else AuditLog()  # an empty log is falsy (len 0)
         #: The user's decisions (protoreg.permissions), consulted on every call after the effective grants.
         self.permissions = permissions
         self.storage = storage or StorageStore()

@@ -207,12 +207,14 @@ class PermissionManager:
     Thread-safe for readers; changes take the profile's lock (``<profile>/.lock``)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, on_prompt: PromptCallback | None = None,
-                 prompt_timeout: float = PROMPT_TIMEOUT, how_to_decide: str | None = None) -> None:
+                 prompt_timeout: float = PROMPT_TIMEOUT, how_to_decide: str | None = None,
+                 session: bool = False) -> None:
         self.path = Path(path) if path is not None else None
         self.on_prompt = on_prompt
         self.prompt_timeout = prompt_timeout
-        #: Identifies this manager's session-scoped decisions in the file ("pid:n").
-        self.session_id = f"{os.getpid()}:{next(_session_ids)}:{secrets.token_hex(4)}"
+        #: Identifies the session-scoped decisions of this manager's Session in the file ("pid:n:random"); None
+        #: for a manager outside any Session (the CLI): its "session" decisions end when the next Session closes.
+        self.session_id = f"{os.getpid()}:{next(_session_ids)}:{secrets.token_hex(4)}" if session else None
         self._memory: dict[str, dict[str, dict[str, Any]]] = {}
         self._cache: tuple[tuple[int, int, int], dict[str, dict[str, dict[str, Any]]]] | None = None
         self._pending: dict[tuple[str, str], _Pending] = {}
@@ -358,7 +360,7 @@ class PermissionManager:
                                 "parent store of the role that signed it) to allow it")
         when = parse_expires(expires)
         rec: dict[str, Any] = {"state": state, "source": source, "expires": when, "set_at": round(time.time(), 3)}
-        if when == "session":
+        if when == "session" and self.session_id is not None:
             rec["session"] = self.session_id
         with self._changing() as data:
             data.setdefault(grantee.id, {})[permission] = rec

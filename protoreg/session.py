@@ -93,7 +93,7 @@ class Session:
         persistent = self.config.state_dir is not None
         #: The user's decisions per (extension, permission), consulted on every capability call; prompts.
         self.permissions = PermissionManager(state if persistent else None, on_prompt=on_prompt,
-                                             prompt_timeout=prompt_timeout)
+                                             prompt_timeout=prompt_timeout, session=True)
         audit = AuditLog(path=state / "audit.sqlite3") if persistent else AuditLog()
         # ------------------------------------------------------------------------------------------------------
         self.broker = Broker(audit=audit, permissions=self.permissions, storage=storage, data_root=state / "data",
