@@ -35,7 +35,7 @@ from typing import Any, Literal, Union
 from protoreg.errors import PermissionDenied, ProtoregError
 
 __all__ = ["Decision", "DecisionError", "Grantee", "PermissionManager", "PromptAnswer", "PromptRequest",
-           "describe_expiry", "parse_expires", "wait_for_dashboard"]
+           "describe_expiry", "parse_expires", "span_seconds", "wait_for_dashboard"]
 
 log = logging.getLogger("protoreg.permissions")
 
@@ -56,6 +56,14 @@ _RELATIVE = re.compile(r"(\d+)\s*([smhdw])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+def span_seconds(text: str) -> float | None:
+    """A relative span (``30m``, ``1h``, ``2d``, ``1h30m``; units s m h d w) in seconds, or None."""
+    text = text.strip().lower()
+    if not text or _RELATIVE.sub("", text).strip():
+        return None
+    return float(sum(int(n) * _UNIT[u] for n, u in _RELATIVE.findall(text)))
+
+
 def parse_expires(value: str | float | datetime | None, *, now: float | None = None) -> Expiry:
     """``never``/None, ``session``, an ISO 8601 time (no zone: local time), a relative span (``30m``, ``1h``,
     ``2d``, ``1h30m``), a Unix time (float) or a datetime -> the stored expiry."""
@@ -69,9 +77,9 @@ def parse_expires(value: str | float | datetime | None, *, now: float | None = N
     elif isinstance(value, (int, float)):
         when = float(value)
     else:
-        text = str(value).strip().lower()
-        if text and _RELATIVE.sub("", text).strip() == "" and _RELATIVE.search(text):
-            when = now + sum(int(n) * _UNIT[u] for n, u in _RELATIVE.findall(text))
+        span = span_seconds(str(value))
+        if span is not None:
+            when = now + span
         else:
             try:
                 when = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00")).timestamp()
