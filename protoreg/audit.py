@@ -79,7 +79,7 @@ class AuditLog:
         rec = AuditRecord(time.time(), extension, origin, capability, target, "allowed" if allowed else "denied",
                           reason, permission)
         with self._lock:
-            self._db.execute(f"INSERT INTO calls ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            self._db.execute(f"INSERT INTO calls ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 (constant)
                              (rec.time, extension, origin, capability, target, rec.decision, reason, permission))
             self._inserted += 1
             if self._inserted % 1000 == 0:  # keep the newest `capacity` records
@@ -113,7 +113,8 @@ class AuditLog:
         if until is not None:
             where.append("time < ?")
             params.append(until)
-        sql = f"SELECT {_COLUMNS} FROM calls" + (f" WHERE {' AND '.join(where)}" if where else "")
+        # only constant SQL fragments are joined; every value is a parameter
+        sql = f"SELECT {_COLUMNS} FROM calls" + (f" WHERE {' AND '.join(where)}" if where else "")  # noqa: S608
         sql += f" ORDER BY id {'DESC' if newest_first else 'ASC'}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"

@@ -87,13 +87,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from protoreg.gateway import create_app
     from protoreg.gateway.hosts import to_gateway_url
-    from protoreg.worker.config import WorkerConfig
 
     profile = _profile(args)
     reg = _profile_registry(profile, args.extension)
     state = profile.path
     examples = _import_demo(reg, state)
-    app = create_app(reg, config=WorkerConfig(state_dir=str(state)))
+    session = _dashboard_session(reg, state, args.port)
+    app = create_app(reg, session=session)
+
+    async def close_session(app: Any) -> None:  # a given session is the caller's to close
+        await session.close()
+
+    app.on_cleanup.append(close_session)
     _refresh_in_background(app, profile, reg)
     app["protoreg_examples"] = examples
     authority = f"localhost:{args.port}"
@@ -113,6 +118,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _out("Press Ctrl+C to stop.")
     web.run_app(app, host=args.host, port=args.port, print=None, handle_signals=True)
     return EXIT_OK
+
+
+def _dashboard_session(reg: Any, state: Path, port: int) -> Any:
+    """The gateway's Session: prompts wait for an answer on the dashboard (protoreg.gateway.grants)."""
+    from protoreg.permissions import wait_for_dashboard
+    from protoreg.session import Session
+    from protoreg.worker.config import WorkerConfig
+
+    session = Session(reg, WorkerConfig(state_dir=str(state)), on_prompt=wait_for_dashboard)
+    session.permissions.how_to_decide = f"the dashboard at http://localhost:{port}/#grants"
+    return session
 
 
 def _default_state() -> Path:
@@ -518,7 +534,7 @@ def _since(text: str) -> float:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     from protoreg.audit import AuditLog
 
@@ -538,7 +554,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         _out("no matching capability call")
         return EXIT_OK
     for r in records:
-        when = datetime.fromtimestamp(r.time, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        when = datetime.fromtimestamp(r.time, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         perm = f" [{r.permission}]" if r.permission else ""
         _out(f"{when}  {r.decision.upper():7}  {r.extension}  {r.capability} {r.target}{perm}  from {r.origin}")
         if r.decision == "denied" and r.reason:

@@ -28,9 +28,9 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from protoreg.errors import PermissionDenied, ProtoregError
 
@@ -42,7 +42,7 @@ log = logging.getLogger("protoreg.permissions")
 State = Literal["allow", "prompt", "deny"]
 Source = Literal["store", "user", "default"]
 #: None: never expires; "session": ends with the Session; a float: Unix time it ends.
-Expiry = Union[None, str, float]
+Expiry = None | str | float
 STATES: tuple[str, ...] = ("allow", "prompt", "deny")
 PROMPT_TIMEOUT = 60.0
 
@@ -93,7 +93,7 @@ def parse_expires(value: str | float | datetime | None, *, now: float | None = N
 
 
 def _fmt_time(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def describe_expiry(expires: Expiry) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from protoreg.gateway import grants as grant_panels
 from protoreg.gateway.hosts import GatewayTarget, LabelTooLong, to_gateway_url
 from protoreg.gateway.pages import STYLE, error_page, page_headers
 
@@ -100,29 +101,25 @@ async def render(request: web.Request, registry: Any, session: Any, target: Gate
             worker_rows.append(f"<tr><td><code>{escape(pool['extension'])}</code></td><td>{w['pid']}</td>"
                                f"<td>{escape(w['state'])}</td><td>{rss}</td><td>{w['requests_served']}</td>"
                                f"<td>{w['in_flight']}</td></tr>")
-    if data["audit"] is None:
-        audit_html = "<p>The capability broker is not enabled in this session, so there is no audit log.</p>"
-    elif not data["audit"]:
-        audit_html = "<p>No capability calls yet.</p>"
-    else:
-        audit_html = _table(["time", "extension", "origin", "capability", "target", "decision"], [
-            "".join(f"<td>{escape(str(r.get(k, '')))}</td>" for k in
-                    ("time", "extension", "origin", "capability", "target", "decision")) for r in data["audit"]])
+    panels = grant_panels.panels(request, registry, session)  # prompts, decisions, audit (gateway/grants.py)
     body = (
         f"<!doctype html><meta charset=utf-8><title>protoreg gateway</title><style>{STYLE}</style>"
+        f"<style>{grant_panels.EXTRA_STYLE}</style>"
         "<h1>protoreg gateway</h1><p>Each custom site is served from its own origin "
         f"<code>http://&lt;host&gt;.&lt;scheme&gt;.{escape(target.authority)}/</code>.</p>"
         "<h2>Extensions and schemes</h2>"
         + _table(["scheme", "extension", "trust", "example"], ext_rows, "No extensions are installed.")
-        + "<h2>Permission grants</h2>"
+        + f"<h2 id=prompts>Pending prompts</h2>{panels['prompts']}"
+        + f"<h2 id=grants>Permission grants</h2>{panels['grants']}"
+        + "<h2>Effective grants and content security policy</h2>"
         + _table(["extension", "grants", "content security policy"], grant_rows, "No extensions.")
         + "<h2>Sandbox layers</h2>" + _table(["layer", "state", "detail"], layer_rows, "No report.")
         + "<h2>Workers</h2>"
         + _table(["extension", "pid", "state", "RSS", "served", "in flight"], worker_rows,
                  "No worker is running (they start on the first request).")
-        + "<h2>Audit log</h2>" + audit_html
+        + f"<h2 id=audit>Audit log</h2>{panels['audit']}"
     )
-    return web.Response(text=body, content_type="text/html", headers=page_headers())
+    return web.Response(text=body, content_type="text/html", headers=grant_panels.dashboard_headers())
 
 
 def _table(columns: list[str], rows: list[str], empty: str = "") -> str:
@@ -134,6 +131,8 @@ def _table(columns: list[str], rows: list[str], empty: str = "") -> str:
 
 
 async def asset(request: web.Request, registry: Any, session: Any) -> web.StreamResponse:
+    if request.path in grant_panels.POST_PATHS:  # allow/deny/revoke, prompt answers (origin- and token-checked)
+        return await grant_panels.handle_post(request, registry, session)
     parts = request.path.split("/")  # "", "_protoreg", kind, ...
     if request.path == "/_protoreg/status.json":
         return web.json_response(status(registry, session), headers=page_headers())
