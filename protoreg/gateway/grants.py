@@ -44,7 +44,8 @@ EXTRA_STYLE: Final = (
     ".pill{display:inline-block;padding:0 .55rem;border-radius:1rem;font-size:.8rem;font-weight:600;"
     "text-transform:uppercase;letter-spacing:.03em}.allow{background:#dff3e4;color:#0d5a1c}"
     ".deny{background:#fde3e1;color:#8c1410}.prompt{background:#fff1cc;color:#6b4b00}"
-    ".src{color:#555;font-size:.85rem}form.ctl{display:flex;gap:.3rem;flex-wrap:wrap;align-items:center;margin:0}"
+    ".src{display:block;color:#555;font-size:.82rem;margin-top:.15rem}"
+    "form.ctl{display:flex;gap:.3rem;flex-wrap:nowrap;align-items:center;margin:0}td.change{white-space:nowrap}"
     "button{font:inherit;font-size:.82rem;padding:.15rem .6rem;border:1px solid #bbb;border-radius:4px;"
     "background:#fafafa;cursor:pointer}button:hover{background:#eee}button.go{border-color:#2e7d32;color:#1b5e20}"
     "button.stop{border-color:#c62828;color:#b71c1c}button[disabled]{opacity:.4;cursor:default}"
@@ -66,7 +67,9 @@ DASHBOARD_CSP: Final = (f"default-src 'none'; style-src 'sha256-{_hash(STYLE)}' 
 
 def dashboard_headers() -> dict[str, str]:
     return {"Content-Security-Policy": DASHBOARD_CSP, "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+            # same-origin, not no-referrer: with no-referrer Chromium sends "Origin: null" on the dashboard's own
+            # form posts; links to custom origins still send no Referer
+            "Cache-Control": "no-store", "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY"}
 
 
 @dataclass
@@ -123,8 +126,8 @@ def _prompts_html(manager: Any, token: str, now: float) -> str:
     return "".join(out)
 
 
-_EXPIRY_OPTIONS = (("never", "until changed"), ("session", "this session"), ("1h", "1 hour"), ("1d", "1 day"),
-                   ("7d", "7 days"))
+_EXPIRY_OPTIONS = (("never", "until changed"), ("session", "for this session"), ("1h", "for 1 hour"),
+                   ("1d", "for 1 day"), ("7d", "for 7 days"))
 
 
 def _grants_html(registry: Any, manager: Any, token: str) -> str:
@@ -142,7 +145,8 @@ def _grants_html(registry: Any, manager: Any, token: str) -> str:
             expiry = describe_expiry(dec.expires)
             note = f"; {escape(dec.note)}" if dec.note else ""
             shown = {"allow": "allowed", "deny": "denied", "prompt": "ask"}[dec.state]
-            status = (f'<span class="pill {dec.state}">{shown}</span> <span class=src>by {escape(dec.source)}, '
+            by = {"user": "by the user", "store": "by the store", "default": "by default"}[dec.source]
+            status = (f'<span class="pill {dec.state}">{shown}</span><span class=src>{by}, '
                       f"{escape(expiry)}{note}</span>")
             if granted:
                 options = "".join(f'<option value="{v}">{label}</option>' for v, label in _EXPIRY_OPTIONS)
@@ -150,15 +154,15 @@ def _grants_html(registry: Any, manager: Any, token: str) -> str:
                     f'<form method=post action="/_protoreg/decide" class=ctl data-extension="{escape(ext.id)}" '
                     f'data-permission="{escape(perm)}">'
                     f"{_hidden(token=token, extension=ext.id, permission=perm)}"
+                    f'<select name=expires aria-label="expires">{options}</select>'
                     '<button class=go name=action value=allow>Allow</button>'
                     "<button name=action value=prompt>Ask</button>"
                     '<button class=stop name=action value=deny>Deny</button>'
-                    '<button class=stop name=action value=revoke>Revoke</button>'
-                    f'<select name=expires aria-label="expires">{options}</select></form>')
+                    '<button class=stop name=action value=revoke>Revoke</button></form>')
             else:
                 controls = "<span class=muted>beyond the store ceiling: can't be allowed here</span>"
             rows.append(f"<tr><td>{who}</td><td><code>{escape(perm)}</code></td><td>{status}</td>"
-                        f"<td>{controls}</td></tr>")
+                        f"<td class=change>{controls}</td></tr>")
     if not rows:
         return "<p>No extensions.</p>"
     return ("<table class=grants><tr><th>extension</th><th>permission</th><th>decision</th><th>change</th></tr>"

@@ -68,7 +68,7 @@ async def test_a_same_origin_form_post_with_the_token_changes_the_decision(setup
                              allow_redirects=False)
     assert resp.status == 303 and decision(profile).expires is None
     page = await (await client.get("/", headers=HOST)).text()
-    assert "denied</span>" in page and "by user, never expires" in page
+    assert "denied</span>" in page and "by the user, never expires" in page
 
 
 @pytest.mark.parametrize("headers, why", [
