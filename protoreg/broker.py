@@ -132,8 +132,12 @@ class Broker:
         return Grants.from_extension(ext)
 
     def data_dir(self, ext: Extension) -> Path | None:
-        """The extension's read-write directory (created on demand) when it has the "storage" permission."""
+        """The extension's read-write directory (created on demand) when it has the "storage" permission and the
+        user's decision for it is allow (asked when a worker starts: a prompt can't be answered there, so "prompt"
+        gives no directory; a worker keeps the directory it started with until it is replaced)."""
         if self.data_root is None or "storage" not in self.grants(ext).permissions:
+            return None
+        if self.permissions is not None and self.permissions.decision(ext, "storage").state != "allow":
             return None
         path = self.data_root / _dir_name(ext.id)
         path.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,8 @@ async def handleRequest(request):
         if request.url.path == "/set":
             await runtime.storage.set("k", q.get("v", "x"))
             return Response.json({"ok": True, "pid": os.getpid()})
+        if request.url.path == "/data":
+            return Response.json({"ok": True, "dir": str(runtime.data_dir()), "pid": os.getpid()})
         if request.url.path == "/fetch":
             r = await runtime.fetch(q["url"])
             return Response.json({"ok": True, "body": r.text(), "pid": os.getpid()})
@@ -305,3 +307,14 @@ def test_an_in_memory_manager_and_public_names():
     pm.decide(g, "storage", "prompt")
     assert pm.decision(g, "storage").state == "prompt"
     assert PermissionManager().decision(g, "storage").state == "allow"  # memory is not shared
+
+
+async def test_the_data_dir_follows_the_storage_decision_at_worker_start(profile):
+    profile.decisions().decide(grantee(profile), "storage", "prompt")
+    async with profile.session() as session:
+        status, body = await call(session, "/data")
+        assert status == 403 and "decision for storage was not allow" in body["denied"]
+    profile.decisions().decide(grantee(profile), "storage", "allow")
+    async with profile.session() as session:
+        status, body = await call(session, "/data")
+        assert status == 200 and body["dir"].endswith("ext-perm@test")
