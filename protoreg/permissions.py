@@ -452,7 +452,13 @@ class PermissionManager:
         else:
             pending.request.waiting += 1
         try:
-            state, expires, why = await asyncio.shield(pending.future)
+            while not pending.future.done():  # a decision made elsewhere (the CLI, another process) answers too
+                await asyncio.wait([pending.future], timeout=0.5)
+                dec = self.decision(grantee, permission)
+                if not pending.future.done() and dec.state != "prompt":
+                    pending.future.set_result((dec.state, "once", f"{dec.state} by the user's decision "
+                                                                  f"({dec.describe()})"))
+            state, expires, why = pending.future.result()
         finally:
             if pending.future.done() and self._pending.get(key) is pending:
                 self._finish(key, pending)

@@ -318,3 +318,16 @@ async def test_the_data_dir_follows_the_storage_decision_at_worker_start(profile
     async with profile.session() as session:
         status, body = await call(session, "/data")
         assert status == 200 and body["dir"].endswith("ext-perm@test")
+
+
+async def test_a_decision_made_elsewhere_answers_a_pending_prompt(profile):
+    profile.decisions().decide(grantee(profile), "storage", "prompt")
+    async with profile.session(on_prompt=wait_for_dashboard, prompt_timeout=30) as session:
+        task = asyncio.ensure_future(call(session))
+        for _ in range(200):
+            if session.permissions.pending():
+                break
+            await asyncio.sleep(0.02)
+        Profile(profile.path).decisions().decide(grantee(profile), "storage", "allow", expires="session")  # the CLI
+        status, _ = await asyncio.wait_for(task, 5)
+        assert status == 200 and session.permissions.pending() == []
