@@ -650,7 +650,7 @@ def _trust_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     sp = add(sub, "grants", cmd_grants, "show requested and effective grants, what which store clipped, and "
              "the decision per permission; change a decision (allow, deny, prompt, revoke) with an expiry",
              "protoreg grants hello@example.org --allow storage --expires 1h\n"
-             "         protoreg grants hello@example.org --revoke https://api.example.org/*")
+             "         protoreg grants hello@example.org --revoke 'https://api.example.org/*'")
     sp.add_argument("ext_id", metavar="EXT_ID")
     how = sp.add_mutually_exclusive_group()
     how.add_argument("--allow", metavar="PERM", help="allow PERM (never beyond what the stores granted)")

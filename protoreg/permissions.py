@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import secrets
+import shlex
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -429,9 +430,10 @@ class PermissionManager:
         return why
 
     def _how(self, ext_id: str, permission: str) -> str:
-        where = f" --profile {self.path}" if self.path is not None else ""
+        where = f" --profile {shlex.quote(str(self.path))}" if self.path is not None else ""
         dash = self.how_to_decide or "the dashboard of protoreg serve (http://localhost:PORT/, Permission grants)"
-        return (f"To allow it: protoreg grants {ext_id} --allow {permission}{where}, or on {dash}")
+        return (f"To allow it: protoreg grants {shlex.quote(ext_id)} --allow {shlex.quote(permission)}{where}, "
+                f"or on {dash}")
 
     async def _ask(self, grantee: Grantee, permission: str, capability: str, target: str,
                    origin: str) -> tuple[str, str]:

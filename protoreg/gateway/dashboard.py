@@ -59,7 +59,8 @@ def status(registry: Any, session: Any) -> dict[str, Any]:
             exts[-1]["host_permissions"] = list(ext.granted_hosts or ())
     audit = getattr(session, "audit", None)
     return {"extensions": exts, "sandbox": _sandbox_report(), "workers": session.workers.stats(),
-            "audit": [dict(r) for r in audit.recent(50)] if audit is not None else None}
+            "audit": [dict(r) for r in audit.recent(50)] if audit is not None else None,
+            **grant_panels.status(registry, session)}
 
 
 def _badge(ok: bool, yes: str, no: str) -> str:

@@ -199,6 +199,18 @@ def _audit_html(request: web.Request, registry: Any, audit: Any, now: float) -> 
             f"<th>how / why</th></tr>{rows}</table>")
 
 
+def status(registry: Any, session: Any) -> dict[str, Any]:
+    """Decisions per extension and pending prompts, JSON-ready (part of /_protoreg/status.json; no token)."""
+    manager = getattr(session, "permissions", None)
+    if manager is None:
+        return {"decisions": {}, "prompts": []}
+    return {"decisions": {ext.id: {p: d.to_json() for p, d in manager.decisions(ext).items()}
+                          for ext in registry.extensions.values()},
+            "prompts": [{"id": r.id, "extension": r.extension, "permission": r.permission,
+                         "capability": r.capability, "target": r.target, "origin": r.origin, "created": r.created,
+                         "waiting": r.waiting} for r in manager.pending()]}
+
+
 def panels(request: web.Request, registry: Any, session: Any) -> dict[str, str]:
     """HTML of the "prompts", "grants" and "audit" panels."""
     manager = session.permissions
@@ -209,6 +221,18 @@ def panels(request: web.Request, registry: Any, session: Any) -> dict[str, str]:
 
 
 # -- state-changing requests ---------------------------------------------------------------------------------------
+def _trust_log(manager: Any, event: str, **fields: Any) -> None:
+    """Also record the user's decision in the profile's trust log (audit.log), like protoreg grants does."""
+    if manager.path is None:
+        return
+    from protoreg.profile import Profile
+
+    try:
+        Profile(manager.path).audit(event, **fields)
+    except OSError as exc:
+        log.warning("could not write the trust log: %s", exc)
+
+
 def _refusal(request: web.Request) -> str | None:
     """Why this POST is not from the dashboard's own page (None: it is, as far as Origin and Fetch metadata tell)."""
     target = parse_host_header(request.headers.get("Host", ""))
@@ -255,6 +279,8 @@ async def handle_post(request: web.Request, registry: Any, session: Any) -> web.
             else:
                 manager.decide(ext, perm, action, expires=str(form.get("expires") or "never"))
             log.info("dashboard: %s %s for %s", action, perm, ext.id)
+            _trust_log(manager, "decision", id=ext.id, permission=perm, state="deny" if action == "revoke" else action,
+                       expires=str(form.get("expires") or "never"), how=f"dashboard {action}")
         else:
             decision, _, expires = str(form.get("answer", "")).partition(":")
             if not manager.answer(str(form.get("id", "")), decision, expires or "once"):

@@ -4,6 +4,7 @@ Origin, with a cross-site Sec-Fetch-Site or a wrong token; decisions checked fro
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import pytest
@@ -69,6 +70,10 @@ async def test_a_same_origin_form_post_with_the_token_changes_the_decision(setup
     assert resp.status == 303 and decision(profile).expires is None
     page = await (await client.get("/", headers=HOST)).text()
     assert "denied</span>" in page and "by the user, never expires" in page
+    assert '"how": "dashboard revoke"' in (profile.path / "audit.log").read_text()
+    data = await (await client.get("/_protoreg/status.json", headers=HOST)).json()
+    assert data["decisions"][EXT]["storage"]["state"] == "deny" and data["prompts"] == []
+    assert token not in json.dumps(data)
 
 
 @pytest.mark.parametrize("headers, why", [
