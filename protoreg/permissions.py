@@ -146,8 +146,9 @@ class Grantee:
         manifest = ext.manifest
         requested = tuple(dict.fromkeys([*manifest.permissions, *manifest.host_permissions]))
         perms, hosts = getattr(ext, "granted_permissions", None), getattr(ext, "granted_hosts", None)
-        if perms is None and hosts is None:
-            granted = tuple(p for p in requested if p != "<all_urls>" or p in manifest.granted_hosts)
+        if perms is None and hosts is None:  # as the broker's Grants.from_extension reads the manifest
+            apis = [p for p in manifest.permissions if "://" not in p and p != "<all_urls>"]
+            granted = tuple(dict.fromkeys([*apis, *manifest.granted_hosts]))
         else:
             granted = (*sorted(perms or ()), *(hosts or ()))
         provenance = getattr(ext, "provenance", "")
@@ -494,7 +495,10 @@ class PermissionManager:
             raise
         except Exception as exc:  # the app's callback failed: deny, and say so
             log.exception("on_prompt failed")
-            result = ("deny", f"the app's prompt handler failed ({type(exc).__name__}: {exc}), so it was denied")
+            if not pending.future.done():
+                pending.future.set_result(("deny", "once", f"the app's prompt handler failed ({type(exc).__name__}: "
+                                                           f"{exc}), so it was denied"))
+            return
         if not pending.future.done():
             pending.future.set_result(_normalize(result, pending.request))
 
@@ -529,13 +533,16 @@ class PermissionManager:
 def _normalize(result: Any, req: PromptRequest, by: str = "the app") -> tuple[str, Any, str]:
     """on_prompt's answer -> (state, expires or "once", why)."""
     expires: Any = "once"
-    if isinstance(result, tuple) and len(result) == 2 and result[0] == "deny" and isinstance(result[1], str) \
-            and result[1].startswith("the app's prompt handler failed"):
-        return "deny", "once", result[1]
     if isinstance(result, PromptAnswer):
         result, expires = result.decision, result.expires
     elif isinstance(result, tuple) and len(result) == 2:
         result, expires = result
+    if expires != "once":
+        try:
+            parse_expires(expires)
+        except DecisionError as exc:  # answered, but can't be remembered: answer this call only
+            log.warning("the answer to %s can't be remembered: %s", req.describe(), exc)
+            expires = "once"
     if result == "allow":
         return "allow", expires, f"allowed when prompted (answered by {by})"
     if result == "deny":

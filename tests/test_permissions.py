@@ -331,3 +331,20 @@ async def test_a_decision_made_elsewhere_answers_a_pending_prompt(profile):
         Profile(profile.path).decisions().decide(grantee(profile), "storage", "allow", expires="session")  # the CLI
         status, _ = await asyncio.wait_for(task, 5)
         assert status == 200 and session.permissions.pending() == []
+
+
+async def test_a_failing_prompt_handler_denies_and_says_so(profile):
+    profile.decisions().decide(grantee(profile), "storage", "prompt")
+
+    async def broken(req):
+        raise RuntimeError("no UI")
+
+    async def odd(req):
+        return "maybe"
+
+    async with profile.session(on_prompt=broken) as session:
+        status, body = await call(session)
+    assert status == 403 and "prompt handler failed (RuntimeError: no UI)" in body["denied"]
+    async with profile.session(on_prompt=odd) as session:
+        status, body = await call(session)
+    assert status == 403 and "neither allow nor deny" in body["denied"]
