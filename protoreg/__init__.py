@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     "Conflict": "protoreg.registry",
+    "Decision": "protoreg.permissions",
     "ExtensionRevoked": "protoreg.errors",
     "Extension": "protoreg.registry",
     "FetchResponse": "protoreg.response",
@@ -30,8 +31,11 @@ _EXPORTS: dict[str, str] = {
     "ManifestProblem": "protoreg.errors",
     "Origin": "protoreg.origins",
     "PermissionDenied": "protoreg.errors",
+    "PermissionManager": "protoreg.permissions",
     "PolicyError": "protoreg.errors",
     "Profile": "protoreg.profile",
+    "PromptAnswer": "protoreg.permissions",
+    "PromptRequest": "protoreg.permissions",
     "ProtoregError": "protoreg.errors",
     "Registry": "protoreg.registry",
     "Request": "protoreg.messages",
@@ -87,6 +91,7 @@ if TYPE_CHECKING:
     )
     from protoreg.messages import Request, Response
     from protoreg.origins import Origin
+    from protoreg.permissions import Decision, PermissionManager, PromptAnswer, PromptRequest
     from protoreg.profile import Profile
     from protoreg.registry import Conflict, Extension, Registry, SchemeEntry
     from protoreg.response import FetchResponse

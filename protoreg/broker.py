@@ -29,6 +29,7 @@ from protoreg.matchpatterns import MatchPattern, parse_pattern
 from protoreg.storage import MAX_KEY, StorageStore
 
 if TYPE_CHECKING:
+    from protoreg.permissions import PermissionManager
     from protoreg.registry import Extension
 
 __all__ = ["Broker", "Grants"]
@@ -113,8 +114,10 @@ class Broker:
     def __init__(self, *, audit: AuditLog | None = None, storage: StorageStore | None = None,
                  data_root: Path | None = None, allow_private_networks: bool = False,
                  allow_networks: tuple[str, ...] = (), max_concurrent_fetches: int = MAX_CONCURRENT_FETCHES,
-                 storage_quota: int = STORAGE_QUOTA) -> None:
-        self.audit = audit or AuditLog()
+                 storage_quota: int = STORAGE_QUOTA, permissions: PermissionManager | None = None) -> None:
+        self.audit = audit if audit is not None else AuditLog()  # an empty log is falsy (len 0)
+        #: The user's decisions (protoreg.permissions), consulted on every call after the effective grants.
+        self.permissions = permissions
         self.storage = storage or StorageStore()
         self.data_root = data_root
         self.allow_private_networks = allow_private_networks
@@ -129,8 +132,12 @@ class Broker:
         return Grants.from_extension(ext)
 
     def data_dir(self, ext: Extension) -> Path | None:
-        """The extension's read-write directory (created on demand) when it has the "storage" permission."""
+        """The extension's read-write directory (created on demand) when it has the "storage" permission and the
+        user's decision for it is allow (asked when a worker starts: a prompt can't be answered there, so "prompt"
+        gives no directory; a worker keeps the directory it started with until it is replaced)."""
         if self.data_root is None or "storage" not in self.grants(ext).permissions:
+            return None
+        if self.permissions is not None and self.permissions.decision(ext, "storage").state != "allow":
             return None
         path = self.data_root / _dir_name(ext.id)
         path.mkdir(parents=True, exist_ok=True)
@@ -159,15 +166,40 @@ class Broker:
         if cap == "fetch":
             return await self._fetch(ext, origin, scheme, args)
         if cap.startswith("storage."):
-            return self._storage(ext, origin, scheme, cap.removeprefix("storage."), args)
+            how = ""
+            if "storage" in self.grants(ext).permissions:  # not granted: _storage says why (ceiling, manifest)
+                how = await self._decided(ext, origin, "storage", cap, str(args.get("key", ""))[:MAX_KEY])
+            return self._storage(ext, origin, scheme, cap.removeprefix("storage."), args, how)
         raise ValueError(f"unknown capability {cap!r}")
 
-    def _deny(self, ext: Extension, origin: str, cap: str, target: str, message: str) -> PermissionDenied:
-        self.audit.record(ext.id, origin, cap, target, False, message)
+    async def _decided(self, ext: Extension, origin: str, permission: str, cap: str, target: str) -> str:
+        """The user's decision for a granted permission (may prompt); how it was allowed, else PermissionDenied."""
+        if self.permissions is None:
+            return ""
+        try:
+            return await self.permissions.check(ext, permission, capability=cap, target=target, origin=origin)
+        except PermissionDenied as exc:
+            raise self._deny(ext, origin, cap, target, str(exc), permission=permission) from None
+
+    async def _decided_host(self, ext: Extension, origin: str, grants: Grants, url: URL) -> tuple[str, str]:
+        """Of the granted host patterns that cover ``url``, the one whose decision allows it (else prompts, else
+        the first): (how it was allowed, the pattern)."""
+        matching = [p.text for p in grants.hosts if p.matches(url)]
+        if self.permissions is None:
+            return "", matching[0]
+        states = {p: self.permissions.decision(ext, p).state for p in matching}
+        chosen = next((p for p in matching if states[p] == "allow"), None) or next(
+            (p for p in matching if states[p] == "prompt"), matching[0])
+        return await self._decided(ext, origin, chosen, "fetch", str(url)), chosen
+
+    def _deny(self, ext: Extension, origin: str, cap: str, target: str, message: str, *,
+              permission: str = "") -> PermissionDenied:
+        self.audit.record(ext.id, origin, cap, target, False, message, permission=permission)
         log.warning("%s", message)
         return PermissionDenied(message)
 
-    def _storage(self, ext: Extension, origin: str, scheme: str | None, op: str, args: dict[str, Any]) -> Any:
+    def _storage(self, ext: Extension, origin: str, scheme: str | None, op: str, args: dict[str, Any],
+                 how: str = "") -> Any:
         key = args.get("key", "")
         if not isinstance(key, str) or len(key) > MAX_KEY:
             raise ValueError("storage key must be a str of at most 1024 characters")
@@ -176,11 +208,11 @@ class Broker:
                 raise self._deny(ext, origin, f"storage.{op}", key, (
                     f"PermissionDenied: {_describe(ext, scheme)} tried to use storage.{op}: the manifest requests "
                     f'"storage" but it was not granted (clipped by the ceiling of the store that signed it; see '
-                    f"protoreg grants {ext.id})."))
+                    f"protoreg grants {ext.id})."), permission="storage")
             raise self._deny(ext, origin, f"storage.{op}", key, (
                 f"{_describe(ext, scheme)} tried to use storage.{op}: the extension lacks the "
                 f'"storage" permission in manifest.json. Add "storage" to "permissions" to allow it.'))
-        self.audit.record(ext.id, origin, f"storage.{op}", key, True)
+        self.audit.record(ext.id, origin, f"storage.{op}", key, True, how, permission="storage")
         if op == "get":
             value = self.storage.get(ext.id, origin, key)
             return None if value is None else base64.b64encode(value).decode()
@@ -272,12 +304,13 @@ class Broker:
                 raise self._deny(ext, origin, "fetch", str(url), (
                     f"{_describe(ext, scheme)} tried to fetch {url}{how}: not allowed by "
                     f'host_permissions in manifest.json. Add "{suggestion}" to host_permissions to allow it.'))
+            how, pattern = await self._decided_host(ext, origin, grants, url)
             try:
                 infos = await self._check_address(url)
             except PermissionDenied as exc:
                 raise self._deny(ext, origin, "fetch", str(url),
                                  f"{_describe(ext, scheme)} tried to fetch {url}: {exc}") from None
-            self.audit.record(ext.id, origin, "fetch", str(url), True)
+            self.audit.record(ext.id, origin, "fetch", str(url), True, how, permission=pattern)
             connector = aiohttp.TCPConnector(resolver=_PinnedResolver(infos), use_dns_cache=False)
             async with aiohttp.ClientSession(connector=connector) as client, client.request(
                     method, url, headers=[(str(k), str(v)) for k, v in headers], data=body,

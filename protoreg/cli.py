@@ -118,7 +118,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from protoreg.gateway import create_app
     from protoreg.gateway.hosts import to_gateway_url
-    from protoreg.worker.config import WorkerConfig
 
     profile = _profile(args)
     reg = _profile_registry(profile, args.extension)
@@ -129,8 +128,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _err(f"protoreg serve: {sock}")
         return EXIT_FAIL
     port = sock.getsockname()[1]
-    app = create_app(reg, config=WorkerConfig(state_dir=str(state),
-                                              allow_private_networks=args.allow_private_networks))
+    session = _dashboard_session(reg, state, port, args.allow_private_networks)
+    app = create_app(reg, session=session)
+
+    async def close_session(app: Any) -> None:  # a given session is the caller's to close
+        await session.close()
+
+    app.on_cleanup.append(close_session)
     _refresh_in_background(app, profile, reg)
     app["protoreg_examples"] = examples
     authority = f"localhost:{port}"
@@ -159,6 +163,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sock.close()
     _out("protoreg gateway stopped.")
     return EXIT_OK
+
+
+def _dashboard_session(reg: Any, state: Path, port: int, allow_private_networks: bool = False) -> Any:
+    """The gateway's Session: prompts wait for an answer on the dashboard (protoreg.gateway.grants)."""
+    from protoreg.permissions import wait_for_dashboard
+    from protoreg.session import Session
+    from protoreg.worker.config import WorkerConfig
+
+    session = Session(reg, WorkerConfig(state_dir=str(state), allow_private_networks=allow_private_networks),
+                      on_prompt=wait_for_dashboard)
+    session.permissions.how_to_decide = f"the dashboard at http://localhost:{port}/#grants"
+    return session
 
 
 def _default_state() -> Path:
@@ -528,7 +544,26 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
 
 
 def cmd_grants(args: argparse.Namespace) -> int:
-    rec = _profile(args).grants(args.ext_id)
+    from protoreg.permissions import Grantee
+
+    profile = _profile(args)
+    rec = profile.grants(args.ext_id)
+    actions = [(state, perm) for state, perm in (("allow", args.allow), ("deny", args.deny), ("prompt", args.prompt),
+                                                 ("revoke", args.revoke)) if perm is not None]
+    if args.expires is not None and (not actions or actions[0][0] == "revoke"):
+        _err("protoreg grants: --expires goes with --allow, --deny or --prompt (a revoke never expires)")
+        return EXIT_USAGE
+    manager = profile.decisions()
+    grantee = Grantee.from_record(args.ext_id, rec)
+    for state, perm in actions:
+        if state == "revoke":
+            dec = manager.revoke(grantee, perm)
+            _out(f"revoked {perm} for {args.ext_id}: denied from its next call on, until you decide again")
+        else:
+            dec = manager.decide(grantee, perm, state, expires=args.expires or "never")
+            _out(f"{perm} for {args.ext_id}: {dec.describe()}")
+        profile.audit("decision", id=args.ext_id, permission=perm, state=dec.state, expires=dec.expires,
+                      how="revoke" if state == "revoke" else "cli")
     _out(f"{args.ext_id} {rec['version']} ({rec['source']})")
     _out(f"  requested: {', '.join(rec['requested']) or 'nothing'}")
     _out(f"  granted:   {', '.join(rec['granted']) or 'nothing'}")
@@ -536,6 +571,55 @@ def cmd_grants(args: argparse.Namespace) -> int:
         _out(f"  clipped:   {c['permission']} (by {c['by']})")
     if rec.get("pending"):
         _out(f"  pending:   {rec['pending']['version']} asks for {', '.join(rec['pending']['new'])}")
+    _out("  decisions:")
+    for perm, dec in manager.decisions(grantee).items():
+        _out(f"    {perm}: {dec.describe()}")
+    return EXIT_OK
+
+
+def _since(text: str) -> float:
+    """--since: an ISO 8601 time, or a span back from now (30m, 1h, 2d)."""
+    import time
+    from datetime import datetime
+
+    from protoreg.permissions import span_seconds
+
+    span = span_seconds(text)
+    if span is not None:
+        return time.time() - span  # that long ago
+    try:
+        return datetime.fromisoformat(text.strip().replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--since {text!r}: give an ISO 8601 time (2026-12-31T18:00, "
+                                         "2026-12-31T18:00Z) or a span back from now (30m, 1h, 2d)") from None
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from protoreg.audit import AuditLog
+
+    profile = _profile(args)
+    path = profile.path / "audit.sqlite3"
+    if not path.exists():
+        _out(f"no capability call has been recorded in {profile.path}")
+        return EXIT_OK
+    log = AuditLog(path=path)
+    try:
+        records = log.records(extension=args.extension, permission=args.permission,
+                              decision="denied" if args.denied else None, since=args.since, limit=args.limit,
+                              newest_first=True)[::-1]
+    finally:
+        log.close()
+    if not records:
+        _out("no matching capability call")
+        return EXIT_OK
+    for r in records:
+        when = datetime.fromtimestamp(r.time, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        perm = f" [{r.permission}]" if r.permission else ""
+        _out(f"{when}  {r.decision.upper():7}  {r.extension}  {r.capability} {r.target}{perm}  from {r.origin}")
+        if r.decision == "denied" and r.reason:
+            _out(f"    why: {r.reason}")
     return EXIT_OK
 
 
@@ -624,9 +708,29 @@ def _trust_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     sp = add(sub, "uninstall", cmd_uninstall, "remove an extension, its storage and data",
              "protoreg uninstall hello@example.org")
     sp.add_argument("ext_id", metavar="EXT_ID")
-    sp = add(sub, "grants", cmd_grants, "show requested and effective grants, and what which store clipped",
-             "protoreg grants hello@example.org")
+    sp = add(sub, "grants", cmd_grants, "show requested and effective grants, what which store clipped, and "
+             "the decision per permission; change a decision (allow, deny, prompt, revoke) with an expiry",
+             "protoreg grants hello@example.org --allow storage --expires 1h\n"
+             "         protoreg grants hello@example.org --revoke 'https://api.example.org/*'")
     sp.add_argument("ext_id", metavar="EXT_ID")
+    how = sp.add_mutually_exclusive_group()
+    how.add_argument("--allow", metavar="PERM", help="allow PERM (never beyond what the stores granted)")
+    how.add_argument("--deny", metavar="PERM", help="deny PERM")
+    how.add_argument("--prompt", metavar="PERM", help="ask each time PERM is used (the app's on_prompt, or the "
+                     "dashboard of protoreg serve)")
+    how.add_argument("--revoke", metavar="PERM", help="withdraw PERM now: denied from the next call on")
+    sp.add_argument("--expires", metavar="never|session|TIME", help="when the decision ends: never (default), "
+                    "session (when the app or protoreg serve using this profile stops), an ISO 8601 time or a span "
+                    "such as 30m, 1h, 2d")
+    sp = add(sub, "audit", cmd_audit, "show recorded capability calls: when and how each was used, and why each "
+             "denial happened", "protoreg audit --extension hello@example.org --denied --since 1h")
+    sp.add_argument("--extension", metavar="EXT_ID", help="only this extension's calls")
+    sp.add_argument("--permission", metavar="PERM", help="only calls of this permission or capability (storage, "
+                    "fetch, a host match pattern)")
+    sp.add_argument("--denied", action="store_true", help="only denied calls")
+    sp.add_argument("--since", metavar="TIME", type=_since, help="only calls since TIME (ISO 8601) or within a span "
+                    "back from now (30m, 1h, 2d)")
+    sp.add_argument("--limit", type=int, default=200, help="at most this many (the newest; default 200)")
 
 
 # -- plumbing ---------------------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@
       storage.sqlite3        runtime.storage        } the layout of WorkerConfig(state_dir=...): a profile
       data/ext-<id>/         extension data dirs    } *is* a state dir
       audit.log              trust decisions (JSON lines)
+      decisions.json         the user's permission decisions (protoreg.permissions)
+      audit.sqlite3          capability calls, allowed and denied with the reason (protoreg.audit)
 
 Build the runtime from it::
 
@@ -336,6 +338,9 @@ class Profile:
                                    f"{', '.join(records) or 'none'})")
             self._write("installed.json", records)
             self.audit("uninstall", id=ext_id)
+        from protoreg.permissions import PermissionManager
+
+        PermissionManager(self.path).forget(ext_id)  # its decisions go with it
         for reg in list(self._registries):
             if ext_id in reg.extensions:
                 reg.uninstall(ext_id)  # a Session on it forgets storage and data
@@ -348,6 +353,13 @@ class Profile:
             storage.close()
         shutil.rmtree(self.data_dir(ext_id), ignore_errors=True)
         self._gc()
+
+    def decisions(self) -> Any:
+        """The profile's permission decisions (:class:`protoreg.permissions.PermissionManager`, no prompts): use
+        ``decision``/``decide``/``revoke`` with an Extension or ``Grantee.from_record(id, profile.grants(id))``."""
+        from protoreg.permissions import PermissionManager
+
+        return PermissionManager(self.path)
 
     def data_dir(self, ext_id: str) -> Path:
         """``<profile>/data/ext-<id>``: the same path the broker gives the extension's worker."""

@@ -92,5 +92,6 @@ def data_dir() -> Path:
     """The extension's own read-write directory (needs the "storage" permission)."""
     if _data_dir is None:
         raise PermissionDenied('this extension has no data directory: add "storage" to "permissions" in '
-                               "manifest.json to get one")
+                               "manifest.json to get one; if it has it, the store did not grant it or the user's "
+                               "decision for storage was not allow when this worker started (protoreg grants ID)")
     return Path(_data_dir)

@@ -33,6 +33,7 @@ from protoreg.errors import (
 )
 from protoreg.messages import check_header
 from protoreg.origins import Origin
+from protoreg.permissions import PROMPT_TIMEOUT, PermissionManager, PromptCallback
 from protoreg.response import FetchResponse, ResponseType
 from protoreg.storage import StorageStore
 from protoreg.worker.config import WorkerConfig
@@ -84,6 +85,7 @@ class Session:
     """
 
     def __init__(self, registry: Registry, config: WorkerConfig | None = None, *, profile: Profile | None = None,
+                 on_prompt: PromptCallback | None = None, prompt_timeout: float = PROMPT_TIMEOUT,
                  **options: Any) -> None:
         self.registry = registry
         self.config = config or WorkerConfig(**options)
@@ -96,7 +98,14 @@ class Session:
         else:
             self._tempdir = tempfile.mkdtemp(prefix="protoreg-state-")
             state, storage = Path(self._tempdir), StorageStore()
-        self.broker = Broker(storage=storage, data_root=state / "data",
+        # -- permission decisions and the audit log (protoreg.permissions, protoreg.audit): in the profile -------
+        persistent = self.config.state_dir is not None
+        #: The user's decisions per (extension, permission), consulted on every capability call; prompts.
+        self.permissions = PermissionManager(state if persistent else None, on_prompt=on_prompt,
+                                             prompt_timeout=prompt_timeout, session=True)
+        audit = AuditLog(path=state / "audit.sqlite3") if persistent else AuditLog()
+        # ------------------------------------------------------------------------------------------------------
+        self.broker = Broker(audit=audit, permissions=self.permissions, storage=storage, data_root=state / "data",
                              allow_private_networks=self.config.allow_private_networks,
                              allow_networks=tuple(self.config.allow_networks),
                              max_concurrent_fetches=self.config.max_concurrent_fetches,
@@ -114,6 +123,7 @@ class Session:
     def _on_registry_event(self, event: str, extension: Any) -> None:
         if event == "uninstalled":
             self.broker.forget(extension)
+            self.permissions.forget(extension.id)
 
     async def _on_call(self, worker: WorkerProcess, stream: WorkerStream | None, msg: dict[str, Any]) -> Any:
         # Identity comes from the channel: which worker (so which extension) and which request stream.
@@ -145,6 +155,8 @@ class Session:
         await asyncio.gather(*self._watchdogs, return_exceptions=True)
         await self.workers.close()
         self._unsubscribe()
+        self.permissions.close()  # "session" decisions end here
+        self.broker.audit.close()
         self.broker.storage.close()
         if self._tempdir is not None:
             shutil.rmtree(self._tempdir, ignore_errors=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from protoreg.gateway import grants as grant_panels
 from protoreg.gateway.hosts import GatewayTarget, LabelTooLong, to_gateway_url
 from protoreg.gateway.pages import FAVICON_SVG, FAVICON_URL, STYLE, error_page, favicon_link, page_headers
 
@@ -60,7 +61,8 @@ def status(registry: Any, session: Any) -> dict[str, Any]:
             exts[-1]["host_permissions"] = list(ext.granted_hosts or ())
     audit = getattr(session, "audit", None)
     return {"extensions": exts, "sandbox": _sandbox_report(), "workers": session.workers.stats(),
-            "audit": [dict(r) for r in audit.recent(50)] if audit is not None else None}
+            "audit": [dict(r) for r in audit.recent(50)] if audit is not None else None,
+            **grant_panels.status(registry, session)}
 
 
 def _badge(ok: bool, yes: str, no: str) -> str:
@@ -119,18 +121,10 @@ async def render(request: web.Request, registry: Any, session: Any, target: Gate
             worker_rows.append(f"<tr><td><code>{escape(pool['extension'])}</code></td><td>{w['pid']}</td>"
                                f"<td>{escape(w['state'])}</td><td>{rss}</td><td>{w['requests_served']}</td>"
                                f"<td>{w['in_flight']}</td></tr>")
-    if data["audit"] is None:
-        audit_html = "<p>The capability broker is not enabled in this session, so there is no audit log.</p>"
-    elif not data["audit"]:
-        audit_html = "<p>No capability calls yet.</p>"
-    else:
-        audit_html = _table(["time (UTC)", "extension", "origin", "capability", "target", "decision"], [
-            f"<td>{escape(_utc(r.get('time', '')))}</td>" + "".join(
-                f"<td>{escape(str(r.get(k, '')))}</td>" for k in
-                ("extension", "origin", "capability", "target", "decision")) for r in data["audit"]])
+    panels = grant_panels.panels(request, registry, session)  # prompts, decisions, audit (gateway/grants.py)
     body = (
         f"<!doctype html><html lang=en><meta charset=utf-8><title>protoreg gateway</title>{favicon_link()}"
-        f"<style>{STYLE}</style>"
+        f"<style>{STYLE}</style><style>{grant_panels.EXTRA_STYLE}</style>"
         f"<div class=brand>{FAVICON_SVG}<span>protoreg</span></div>"
         "<h1>protoreg gateway</h1><p>Each custom site is served from its own origin "
         f"<code>http://&lt;host&gt;.&lt;scheme&gt;.{escape(target.authority)}/</code>.</p>"
@@ -144,15 +138,17 @@ async def render(request: web.Request, registry: Any, session: Any, target: Gate
         "every <code>*.localhost</code> origin as potentially trustworthy, so in the browser every gateway page is "
         "a secure context, whatever the scheme declares. Secure-context-only APIs therefore work on gateway pages "
         "of untrustworthy schemes too; don't rely on the browser to withhold them.</p>"
-        + "<h2>Permission grants</h2>"
+        + f"<h2 id=prompts>Pending prompts</h2>{panels['prompts']}"
+        + f"<h2 id=grants>Permission grants</h2>{panels['grants']}"
+        + "<h2>Effective grants and content security policy</h2>"
         + _table(["extension", "grants", "content security policy"], grant_rows, "No extensions.")
         + "<h2>Sandbox layers</h2>" + _table(["layer", "state", "detail"], layer_rows, "No report.")
         + "<h2>Workers</h2>"
         + _table(["extension", "pid", "state", "RSS", "served", "in flight"], worker_rows,
                  "No worker is running (they start on the first request).")
-        + "<h2>Audit log</h2>" + audit_html
+        + f"<h2 id=audit>Audit log</h2>{panels['audit']}"
     )
-    return web.Response(text=body, content_type="text/html", headers=page_headers())
+    return web.Response(text=body, content_type="text/html", headers=grant_panels.dashboard_headers())
 
 
 def _table(columns: list[str], rows: list[str], empty: str = "") -> str:
@@ -164,6 +160,8 @@ def _table(columns: list[str], rows: list[str], empty: str = "") -> str:
 
 
 async def asset(request: web.Request, registry: Any, session: Any) -> web.StreamResponse:
+    if request.path in grant_panels.POST_PATHS:  # allow/deny/revoke, prompt answers (origin- and token-checked)
+        return await grant_panels.handle_post(request, registry, session)
     parts = request.path.split("/")  # "", "_protoreg", kind, ...
     if request.path == "/_protoreg/status.json":
         return web.json_response(status(registry, session), headers=page_headers())
