@@ -93,7 +93,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     reg = _profile_registry(profile, args.extension)
     state = profile.path
     examples = _import_demo(reg, state)
-    app = create_app(reg, config=WorkerConfig(state_dir=str(state)))
+    allow: tuple[str, ...] = ()
+    if args.upstream:  # the ipfs extension's settings file (see handlers/ipfs/README.md)
+        allow = _set_upstreams(reg, state, args.upstream)
+    app = create_app(reg, config=WorkerConfig(state_dir=str(state), allow_networks=allow))
     _refresh_in_background(app, profile, reg)
     app["protoreg_examples"] = examples
     authority = f"localhost:{args.port}"
@@ -131,6 +134,63 @@ def _import_demo(reg: object, state: Path) -> dict[str, str]:
     with DEMO_CAR.open("rb") as f:
         report = ipfs_core().car.import_car(f, store_for(entry.extension, state))
     return {"ipfs": f"ipfs://{ipfs_core().cids.v1_base32(report.roots[0])}/"}
+
+
+def _set_upstreams(reg: Any, state: Path, urls: Sequence[str]) -> tuple[str, ...]:
+    """Write the ipfs extension's settings; loopback upstreams need the broker to allow 127.0.0.0/8."""
+    import json
+
+    from protoreg.ipfs_tools import data_dir_for
+
+    entry = getattr(reg, "schemes", {}).get("ipfs")
+    if entry is None:
+        return ()
+    data = data_dir_for(entry.extension, state)
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "settings.json").write_text(json.dumps({"upstreams": list(urls)}) + "\n")
+    loopback = any(u.split("://", 1)[-1].startswith(("127.", "localhost", "[::1]")) for u in urls)
+    return ("127.0.0.0/8", "::1/128") if loopback else ()
+
+
+# -- ipns -------------------------------------------------------------------------------------------------------
+def _ipfs_extension_state(args: argparse.Namespace) -> tuple[Any, Path]:
+    from protoreg.ipfs_tools import IPFS_BUNDLE
+    from protoreg.registry import Registry
+
+    state = args.profile or args.state_dir
+    return Registry().install(IPFS_BUNDLE), Path(state) if state else _default_state()
+
+
+def cmd_ipns_import(args: argparse.Namespace) -> int:
+    from protoreg.ipfs_tools import ipfs_core, import_record
+
+    ext, state = _ipfs_extension_state(args)
+    path = Path(args.record)
+    name = args.name
+    if name is None and path.name.startswith("k51"):
+        name = path.name.split(".", 1)[0].split("_", 1)[0]  # <name>[_variant].ipns-record, as gateways name them
+    try:
+        record = import_record(ext, state, path.read_bytes(), name)
+    except (OSError, ValueError, ipfs_core().IpfsError) as exc:
+        _err(f"protoreg ipns import: {path}: {exc}")
+        return EXIT_FAIL
+    _out(f"ipns://{record.name.text}/ -> {record.value} (sequence {record.sequence}, valid until "
+         f"{record.validity.isoformat()}, ttl {record.ttl_seconds}s), signature verified")
+    return EXIT_OK
+
+
+def cmd_ipns_publish(args: argparse.Namespace) -> int:
+    from protoreg.ipfs_tools import ipfs_core, publish_record
+
+    ext, state = _ipfs_extension_state(args)
+    try:
+        record = publish_record(ext, state, Path(args.key), args.value, lifetime_hours=args.lifetime,
+                                ttl_seconds=args.ttl)
+    except (OSError, ValueError, TypeError, ipfs_core().IpfsError) as exc:
+        _err(f"protoreg ipns publish: {exc}")
+        return EXIT_FAIL
+    _out(f"published ipns://{record.name.text}/ -> {record.value} (sequence {record.sequence})")
+    return EXIT_OK
 
 
 # -- ipfs -------------------------------------------------------------------------------------------------------
@@ -597,6 +657,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--extension", "-e", action="append", help="install this extension directory (repeatable); "
                     "default: the built-in handlers and the demo")
     sp.add_argument("--state-dir", help="deprecated alias of --profile")
+    sp.add_argument("--upstream", action="append", metavar="URL",
+                    help="a trustless gateway the ipfs handler fetches missing blocks and records from (repeatable)")
     _profile_option(sp)
     sp = add("fetch", cmd_fetch, "fetch a custom URL through its handler, like curl",
              "protoreg fetch -i web+hello://world/")
@@ -627,6 +689,27 @@ def _parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_ipfs_add)
     sp.add_argument("path")
     sp.add_argument("-o", "--output", help="the CAR to write (default: <name>.car)")
+    ipns_p = sub.add_parser("ipns", help="IPNS records for the built-in ipns:// handler", parents=[common],
+                            description="Import or publish signed IPNS records.",
+                            epilog="example: protoreg keygen k.pem && protoreg ipns publish --key k.pem /ipfs/bafy...")
+    ipns_sub = ipns_p.add_subparsers(dest="ipns_command", metavar="SUBCOMMAND")
+    ipns_p.set_defaults(fn=lambda a: (ipns_p.print_help(), EXIT_USAGE)[1])
+    sp = ipns_sub.add_parser("import", help="verify and store an IPNS record", parents=[common],
+                             epilog="example: protoreg ipns import k51....ipns-record")
+    sp.set_defaults(fn=cmd_ipns_import)
+    sp.add_argument("record")
+    sp.add_argument("--name", help="the name (k51...) the record is for (default: from the file name or pubKey)")
+    sp.add_argument("--state-dir", help="deprecated alias of --profile")
+    _profile_option(sp)
+    sp = ipns_sub.add_parser("publish", help="sign a new, higher-sequence record with an ed25519 key",
+                             parents=[common], epilog="example: protoreg ipns publish --key k.pem /ipfs/bafy...")
+    sp.set_defaults(fn=cmd_ipns_publish)
+    sp.add_argument("value", help="/ipfs/<cid>[/path] or /ipns/<name>")
+    sp.add_argument("--key", required=True, help="an ed25519 private key file (protoreg keygen)")
+    sp.add_argument("--lifetime", type=float, default=48, help="hours until the record expires (default 48)")
+    sp.add_argument("--ttl", type=int, default=300, help="seconds readers may cache it (default 300)")
+    sp.add_argument("--state-dir", help="deprecated alias of --profile")
+    _profile_option(sp)
     sp = add("doctor", cmd_doctor, "report Python, dependencies and which sandbox layers this machine offers",
              "protoreg doctor --require landlock --require seccomp")
     sp.add_argument("--require", action="append", metavar="LAYER",
