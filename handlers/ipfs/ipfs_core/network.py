@@ -175,7 +175,7 @@ class NetworkBlockStore(BlockStore):
             children = [decode_link(link.hash) for link in node.links]
         except Exception:
             return
-        todo = [c for c in children if not is_identity(c) and not super().has(c)
+        todo = [c for c in children if not is_identity(c) and not BlockStore.has(self, c)
                 and bytes(c.digest) not in self._prefetching]
         if not todo:
             return
