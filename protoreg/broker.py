@@ -290,7 +290,14 @@ class Broker:
                     if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
                         method, body = "GET", None
                     continue
-                data = await resp.content.read(MAX_FETCH_BODY + 1)
+                # StreamReader.read(n) returns what has arrived (at most n), not n bytes: read to EOF.
+                parts, size = [], 0
+                async for chunk in resp.content.iter_any():
+                    parts.append(chunk)
+                    size += len(chunk)
+                    if size > MAX_FETCH_BODY:
+                        break
+                data = b"".join(parts)
                 if len(data) > MAX_FETCH_BODY:
                     raise PermissionDenied(f"the response of {url} is larger than {MAX_FETCH_BODY} bytes")
                 return {"status": resp.status, "url": str(url), "headers": list(resp.headers.items()),
