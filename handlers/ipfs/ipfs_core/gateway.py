@@ -113,12 +113,42 @@ def _listing(fs: UnixFS, entry: Entry, url_path: str, ipfs_path: str) -> bytes:
             + "".join(rows) + "</table>").encode()
 
 
-def _car_blocks(fs: UnixFS, trail: list[CID]) -> Iterator[tuple[CID, bytes]]:
-    """Per the trustless gateway spec: the blocks that verify the path from the root, then the whole DAG under the
-    path's end, depth-first, each block once, identity CIDs left out (their bytes are in the CID)."""
+def _entity_bytes(value: str, size: int) -> tuple[int, int]:
+    """``entity-bytes=from:to`` (trustless gateway spec): inclusive, negative counts from the end, ``*`` is the end;
+    returns [start, end) clamped to the file. Raises ValueError for a malformed value."""
+    lo_text, sep, hi_text = value.partition(":")
+    if not sep:
+        raise ValueError(value)
+    lo = int(lo_text)
+    start = max(0, size + lo) if lo < 0 else min(lo, size)
+    if hi_text == "*":
+        end = size
+    else:
+        hi = int(hi_text)
+        end = max(0, size + hi + 1) if hi < 0 else min(hi + 1, size)
+        if hi >= 0 and hi < lo:
+            raise ValueError(value)
+    return start, max(start, end)
+
+
+def _car_blocks(fs: UnixFS, trail: list[CID], entry: Entry, scope: str = "all",
+                byte_range: tuple[int, int] | None = None) -> Iterator[tuple[CID, bytes]]:
+    """Per the trustless gateway spec: the blocks that verify the path from the root, then the path's end in the
+    requested ``dag-scope`` (block: its own block; entity: a file's blocks (within ``entity-bytes``) or a
+    directory's node and HAMT shards; all: the whole DAG under it), depth-first, each block once, identity CIDs
+    left out (their bytes are in the CID)."""
     seen: set[bytes] = set()
     path_blocks = ((cid, fs.store.get(cid)) for cid in trail[:-1])
-    for cid, data in itertools.chain(path_blocks, fs.walk(trail[-1])):
+    if scope == "block":
+        tail: Iterator[tuple[CID, bytes]] = iter([(trail[-1], fs.store.get(trail[-1]))])
+    elif scope == "entity" and entry.kind == "file":
+        start, end = byte_range if byte_range is not None else (0, entry.size)
+        tail = fs.range_blocks(entry, start, end)
+    elif scope == "entity":
+        tail = fs.entity_blocks(entry)
+    else:
+        tail = fs.walk(trail[-1])
+    for cid, data in itertools.chain(path_blocks, tail):
         key = bytes(cid.digest)
         if key not in seen and not is_identity(cid):
             seen.add(key)
@@ -169,7 +199,11 @@ def _respond(fs: UnixFS, store: BlockStore, method: str, host: str, path: str, q
               ("Cache-Control", IMMUTABLE)]
     etag_base = v1_base32(entry.cid)
     if fmt is not None:
-        etag = f'"{etag_base}.{fmt}"'
+        variant = ""
+        if fmt == "car" and ("dag-scope" in query or "entity-bytes" in query):  # another set of blocks, another tag
+            variant = "." + hashlib.sha256(f"{query.get('dag-scope')}|{query.get('entity-bytes')}".encode()
+                                           ).hexdigest()[:12]
+        etag = f'"{etag_base}.{fmt}{variant}"'
         common += [("ETag", etag), ("X-Content-Type-Options", "nosniff"), ("Vary", "Accept")]
         if _not_modified(headers.get("if-none-match"), (etag,)):
             return GatewayResponse(304, common)
@@ -178,7 +212,18 @@ def _respond(fs: UnixFS, store: BlockStore, method: str, host: str, path: str, q
             data = store.get(entry.cid)
             return GatewayResponse(200, [*common, ("Content-Type", _FORMATS["raw"]), disposition,
                                          ("Content-Length", str(len(data)))], b"" if method == "HEAD" else data)
-        body = write_car([root], _car_blocks(fs, trail))
+        scope = query.get("dag-scope", "all")
+        if scope not in ("block", "entity", "all"):
+            return _error(400, f"unsupported dag-scope={scope}; use block, entity or all")
+        byte_range = None
+        if "entity-bytes" in query:
+            if scope != "entity":
+                return _error(400, "entity-bytes only applies with dag-scope=entity")
+            try:
+                byte_range = _entity_bytes(query["entity-bytes"], entry.size) if entry.kind == "file" else None
+            except ValueError:
+                return _error(400, f"entity-bytes={query['entity-bytes']} is not from:to (integers, to may be *)")
+        body = write_car([root], _car_blocks(fs, trail, entry, scope, byte_range))
         return GatewayResponse(200, [*common, ("Content-Type", _FORMATS["car"] + "; version=1; order=dfs; dups=n"),
                                      disposition], iter(()) if method == "HEAD" else body)
     etag = f'"{etag_base}"'

@@ -178,6 +178,33 @@ class UnixFS:
                                     f"{size} bytes, but it holds {child.size}")
             yield from self._read(child, max(0, start - lo), min(size, end - lo))
 
+    def range_blocks(self, entry: Entry, start: int, end: int) -> Iterator[tuple[CID, bytes]]:
+        """The blocks of a file that bytes [start, end) need, with the nodes above them, depth-first
+        (``dag-scope=entity`` with ``entity-bytes``); the root block always comes first."""
+        yield entry.cid, self.store.get(entry.cid)
+        if entry.node is None or entry.unixfs is None:
+            return
+        offset = len(entry.unixfs.data or b"")
+        for link, size in zip(entry.node.links, entry.unixfs.blocksizes, strict=True):
+            lo, hi = offset, offset + size
+            offset = hi
+            if hi <= start or lo >= end:
+                if lo >= end:
+                    break
+                continue
+            yield from self.range_blocks(self.load(decode_link(link.hash)), max(0, start - lo), min(size, end - lo))
+
+    def entity_blocks(self, entry: Entry) -> Iterator[tuple[CID, bytes]]:
+        """``dag-scope=entity`` for a non-file: the node, and for a HAMT directory all of its shard blocks (not the
+        entries' own blocks)."""
+        yield entry.cid, self.store.get(entry.cid)
+        if entry.kind == "directory" and entry.unixfs is not None and entry.unixfs.type == HAMT_SHARD:
+            assert entry.node is not None
+            pad = len(f"{(entry.unixfs.fanout or 256) - 1:X}")
+            for link in entry.node.links:
+                if link.name is not None and len(link.name) == pad:
+                    yield from self.entity_blocks(self.load(decode_link(link.hash)))
+
     def walk(self, root: CID) -> Iterator[tuple[CID, bytes]]:
         """Every block of the DAG under ``root`` (depth-first, each once), for CAR export."""
         seen: set[bytes] = set()
