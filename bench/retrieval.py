@@ -1,8 +1,9 @@
 """A 64 MiB UnixFS file read through a second gateway that holds nothing and fetches every block from a first one on
-loopback (verified raw blocks through the broker), next to reading it from the first gateway's local store, in one
-run. Goal: >= 0.5x local.
+loopback (one streamed, verified CAR through the broker), next to reading it from the first gateway's local store,
+in one run. Each gateway runs in its own process, as it would in production; this process is only the client.
+Goal: >= 0.5x local.
 
-    python bench/retrieval.py
+    python bench/retrieval.py            # BENCH_MIB=16 for a quicker run
 """
 
 from __future__ import annotations
@@ -39,6 +40,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve(state: Path, port: int) -> None:
+    """The child: one gateway on 127.0.0.1:port until killed."""
+    reg = protoreg.Registry()
+    reg.install(IPFS_BUNDLE)
+    app = create_app(reg, config=WorkerConfig(state_dir=str(state), allow_networks=("127.0.0.0/8",)))
+    web.run_app(app, host="127.0.0.1", port=port, print=None)
+
+
+async def spawn(state: Path, port: int) -> tuple[asyncio.subprocess.Process, protoreg.Registry]:
+    proc = await asyncio.create_subprocess_exec(sys.executable, __file__, "--serve", str(state), str(port))
+    for _ in range(200):
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            break
+        except OSError:
+            await asyncio.sleep(0.05)
+    reg = protoreg.Registry()
+    reg.install(IPFS_BUNDLE)
+    return proc, reg
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    proc.terminate()
+    await proc.wait()
+
+
 async def start(state: Path, port: int) -> tuple[web.AppRunner, protoreg.Registry]:
     reg = protoreg.Registry()
     reg.install(IPFS_BUNDLE)
@@ -69,7 +97,7 @@ async def main() -> None:
     reg = protoreg.Registry()
     ext = reg.install(IPFS_BUNDLE)
     cid = core.cids.v1_base32(core.importer.add_file(io.BytesIO(data), store_for(ext, a_state).put).cid)
-    a, a_reg = await start(a_state, a_port)
+    a, a_reg = await spawn(a_state, a_port)
     local, remote = [], []
     try:
         async with aiohttp.ClientSession() as http:
@@ -79,14 +107,14 @@ async def main() -> None:
                 d = data_dir_for(ext, b_state)
                 d.mkdir(parents=True, exist_ok=True)
                 (d / "settings.json").write_text(json.dumps({"upstreams": [f"http://127.0.0.1:{a_port}"]}))
-                b, b_reg = await start(b_state, b_port)
+                b, b_reg = await spawn(b_state, b_port)
                 try:
                     remote.append(await read(http, b_reg, b_port, cid))
                     warm = await read(http, b_reg, b_port, cid)
                 finally:
-                    await b.cleanup()
+                    await stop(b)
     finally:
-        await a.cleanup()
+        await stop(a)
         shutil.rmtree(root, ignore_errors=True)
     mib = SIZE / 2**20
     ours, base = mib / min(remote), mib / min(local)
@@ -96,4 +124,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if sys.argv[1:2] == ["--serve"]:
+        serve(Path(sys.argv[2]), int(sys.argv[3]))
+    else:
+        asyncio.run(main())

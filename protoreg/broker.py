@@ -39,6 +39,8 @@ log = logging.getLogger("protoreg.broker")
 MAX_FETCH_BODY = 16 * 1024 * 1024
 #: A streamed body is pulled in pieces of at most this size; a stream unread this long is closed.
 STREAM_CHUNK = 1024 * 1024
+STREAM_PIECE = 256 * 1024
+STREAM_AHEAD = 8
 STREAM_IDLE = 60.0
 MAX_STORED_VALUE = 128 * 1024
 MAX_REDIRECTS = 10
@@ -218,7 +220,22 @@ class Broker:
         self._sweep_streams()
         sid = self._next_stream
         self._next_stream += 1
-        self._streams[sid] = [ext.id, client, resp, time.monotonic()]
+        # Read-ahead of at most STREAM_AHEAD pieces, so the upstream keeps flowing while the worker handles a piece
+        # (bounded: the queue is full -> the pump waits -> aiohttp stops reading the socket -> TCP backpressure).
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(STREAM_AHEAD)
+
+        async def pump() -> None:
+            try:
+                async for piece in resp.content.iter_chunked(STREAM_PIECE):
+                    await queue.put(piece)
+                await queue.put(None)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - handed to the reader
+                await queue.put(exc)
+
+        task = asyncio.get_running_loop().create_task(pump())
+        self._streams[sid] = [ext.id, client, resp, time.monotonic(), queue, task, b""]
         self._fetching[ext.id] = self._fetching.get(ext.id, 0) + 1
         return sid
 
@@ -226,7 +243,8 @@ class Broker:
         entry = self._streams.pop(sid, None)
         if entry is None:
             return
-        ext_id, client, resp, _ = entry
+        ext_id, client, resp, _, _, task, _ = entry
+        task.cancel()
         resp.release()
         await client.close()
         left = self._fetching.get(ext_id, 1) - 1
@@ -250,24 +268,31 @@ class Broker:
         if cap == "fetch.close":
             await self._close_stream(sid)  # type: ignore[arg-type]
             return None
-        want = min(int(args.get("max", STREAM_CHUNK)), STREAM_CHUNK)
-        parts, size, eof = [], 0, False
-        resp = entry[2]
-        try:
-            while size < want:
-                chunk = await resp.content.read(want - size)
-                if not chunk:
-                    eof = True
-                    break
-                parts.append(chunk)
-                size += len(chunk)
-        except Exception:
-            await self._close_stream(sid)  # type: ignore[arg-type]
-            raise
+        want = max(1, min(int(args.get("max", STREAM_CHUNK)), STREAM_CHUNK))
+        queue: asyncio.Queue[bytes | BaseException | None] = entry[4]
+        parts: list[bytes] = []
+        size, eof = 0, False
+        while size < want:
+            if entry[6]:  # what the last read left over
+                item, entry[6] = entry[6], b""
+            elif parts and queue.empty():
+                break  # send what is here; don't wait for more
+            else:
+                item = await queue.get()
+            if item is None:
+                eof = True
+                break
+            if isinstance(item, BaseException):
+                await self._close_stream(sid)  # type: ignore[arg-type]
+                raise item
+            if size + len(item) > want:
+                item, entry[6] = item[:want - size], item[want - size:]
+            parts.append(item)
+            size += len(item)
         entry[3] = time.monotonic()
         if eof:
             await self._close_stream(sid)  # type: ignore[arg-type]
-        return {"data": base64.b64encode(b"".join(parts)).decode(), "eof": eof}
+        return {"data": b"".join(parts), "eof": eof}  # bytes: sent as a binary RESULT (see worker/process.py)
 
     async def _check_address(self, url: URL) -> list[ResolveResult]:
         host = url.raw_host or ""

@@ -80,7 +80,8 @@ class FetchStream:
                 out = await _invoke("fetch.read", {"stream": self._id, "max": size})
                 if out["eof"]:
                     self._id = None
-                data = base64.b64decode(out["data"])
+                raw = out["data"]
+                data = raw if isinstance(raw, bytes) else base64.b64decode(raw)
                 if data:
                     yield data
         finally:

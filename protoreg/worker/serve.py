@@ -101,7 +101,13 @@ class WorkerServer:
             self.channel.close_inbound(stream, ConnectionAbortedError("request aborted by the client"))
             self.channel.close_outbound(stream)
         elif ftype == FrameType.RESULT:
-            msg = decode_json(payload, limit=64 << 20)
+            if payload[:1] == b"\x00":  # binary RESULT: its bytes go back under value["data"] (issue 15)
+                n = int.from_bytes(payload[1:5], "big")
+                msg = decode_json(payload[5:5 + n])
+                if isinstance(msg.get("value"), dict):
+                    msg["value"]["data"] = payload[5 + n:]
+            else:
+                msg = decode_json(payload, limit=64 << 20)
             fut = self.calls.pop(msg.get("id", -1), None)
             if fut is not None and not fut.done():
                 if msg.get("ok"):

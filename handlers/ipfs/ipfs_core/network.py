@@ -17,14 +17,15 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from multiformats import CID
 
 from ipfs_core import BlockNotFound, CorruptBlock, IpfsError
 from ipfs_core.blocks import BlockStore
-from ipfs_core.cids import decode_link, digest_matches, is_identity, v1_base32
+from ipfs_core.car import _split_cid as split_cid
+from ipfs_core.cids import MAX_BLOCK, _hash_info, decode_link, digest_matches, is_identity, v1_base32
 from ipfs_core.dagpb import decode_node, decode_unixfs
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ NEGATIVE_FOR = 10.0
 PARALLEL = 16
 PREFETCH = 64
 RAW = "application/vnd.ipld.raw"
+MAX_SECTION = MAX_BLOCK + 128  # a block and its CID
 
 Fetch = Callable[[str, dict[str, str]], Awaitable[tuple[int, dict[str, str], bytes]]]
 
@@ -136,6 +138,150 @@ class Upstreams:
         raise BlockUnavailable(f"block {text} is not in the local store and could not be retrieved: {where}")
 
 
+StreamFetch = Callable[[str, dict[str, str]],
+                       Awaitable[tuple[int, dict[str, str], AsyncIterator[bytes], Callable[[], Awaitable[None]]]]]
+CAR = "application/vnd.ipld.car; version=1; order=dfs; dups=n"
+
+
+def _varint(buf: bytearray, pos: int) -> tuple[int, int] | None:
+    value = shift = 0
+    while pos < len(buf):
+        b = buf[pos]
+        value |= (b & 0x7F) << shift
+        pos += 1
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise CorruptBlock("a CAR section length is not a valid varint")
+    return None
+
+
+async def car_sections(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[CID, bytes]]:
+    """(CID, bytes) of each block of a CARv1 arriving in chunks; the header is skipped (blocks are checked against
+    their own CIDs by the caller, so the header's roots need no trust)."""
+    buf = bytearray()
+    header = True
+    async for chunk in chunks:
+        buf += chunk
+        pos = 0
+        while True:
+            got = _varint(buf, pos)
+            if got is None:
+                break
+            n, start = got
+            if n > MAX_SECTION:
+                raise CorruptBlock(f"a CAR section of {n} bytes is over the {MAX_SECTION}-byte limit")
+            if start + n > len(buf):
+                break
+            section = bytes(buf[start:start + n])
+            pos = start + n
+            if header:
+                header = False
+                continue
+            yield split_cid(section)
+        del buf[:pos]
+    if buf:
+        raise CorruptBlock("the CAR stream ended inside a section")
+
+
+_WRITER = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="car-feed-store")
+
+
+class CarFeed:
+    """One streamed CAR (``dag-scope=entity``) from the first upstream that answers. Each block is hash-verified as
+    it arrives, handed to the reader waiting for it (the CAR's depth-first order is the read order), and written to
+    the store in a writer thread while the stream goes on (at most ``WRITES`` blocks in memory)."""
+
+    WRITES = 16
+
+    def __init__(self, store: BlockStore, upstreams: Upstreams, stream_fetch: StreamFetch, url_path: str) -> None:
+        self.store = store
+        self.upstreams = upstreams
+        self.stream_fetch = stream_fetch
+        self.url_path = url_path
+        self.done = False
+        self.pending: dict[bytes, bytes] = {}  # verified, being written
+        self.waiters: dict[bytes, list[asyncio.Future[bytes | None]]] = {}
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def wait_for(self, cid: CID) -> bytes | None:
+        """The verified block once it arrives; None if the CAR ended (or stalled past the timeout) without it."""
+        key = _hash_info(cid)[2]
+        if key in self.pending:
+            return self.pending[key]
+        if BlockStore.has(self.store, cid):
+            return BlockStore.get(self.store, cid)
+        if self.done:
+            return None
+        fut: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self.waiters.setdefault(key, []).append(fut)
+        try:
+            return await asyncio.wait_for(fut, self.upstreams.timeout)
+        except asyncio.TimeoutError:
+            return None
+
+    def _notify(self, key: bytes, data: bytes | None) -> None:
+        for fut in self.waiters.pop(key, []):
+            if not fut.done():
+                fut.set_result(data)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        writes: set[asyncio.Future[Any]] = set()
+        try:
+            for base in self.upstreams.order():
+                try:
+                    status, _, chunks, close = await asyncio.wait_for(
+                        self.stream_fetch(base + self.url_path, {"Accept": CAR}), self.upstreams.timeout)
+                except Exception as exc:
+                    log.info("CAR from %s failed: %s", base, exc)
+                    continue
+                try:
+                    if status != 200:
+                        continue
+                    async for cid, data in car_sections(chunks):
+                        if len(data) > MAX_BLOCK or not digest_matches(cid, data):
+                            self.upstreams.stats["corrupt"] += 1
+                            self.upstreams.bad[base] = time.monotonic() + BAD_FOR
+                            log.warning("upstream %s sent a CAR block that does not match %s: dropped, CAR "
+                                        "abandoned, upstream marked bad", base, v1_base32(cid))
+                            return
+                        key = _hash_info(cid)[2]
+                        self.pending[key] = data
+                        self._notify(key, data)
+                        self.upstreams.stats["fetched"] += 1
+                        self.upstreams.stats["bytes"] += len(data)
+                        fut = loop.run_in_executor(_WRITER, self._write, cid, data)
+                        fut.add_done_callback(lambda _f, k=key: self.pending.pop(k, None))
+                        writes.add(fut)
+                        fut.add_done_callback(writes.discard)
+                        if len(writes) >= self.WRITES:
+                            await asyncio.wait(set(writes), return_when=asyncio.FIRST_COMPLETED)
+                    return
+                except CorruptBlock as exc:
+                    self.upstreams.bad[base] = time.monotonic() + BAD_FOR
+                    log.warning("upstream %s sent a malformed CAR (%s): abandoned, upstream marked bad", base, exc)
+                    return
+                except Exception as exc:
+                    log.info("CAR from %s ended early: %s", base, exc)
+                    return
+                finally:
+                    await close()
+        finally:
+            self.done = True
+            for key in list(self.waiters):
+                self._notify(key, None)
+            if writes:
+                await asyncio.wait(set(writes))
+
+    def _write(self, cid: CID, data: bytes) -> None:
+        try:
+            self.store.put(cid, data)  # verified again: the store never trusts its caller
+        except Exception as exc:
+            log.warning("could not store block %s: %s", v1_base32(cid), exc)
+
+
 class NetworkBlockStore(BlockStore):
     """The local store, falling back to upstreams. ``get`` is called from a worker thread (the sync gateway code);
     ``submit`` runs coroutines on the event loop in the request's context."""
@@ -145,6 +291,7 @@ class NetworkBlockStore(BlockStore):
         super().__init__(local.root)
         self.upstreams = upstreams
         self.submit = submit
+        self.feed: CarFeed | None = None
         self._prefetching: set[bytes] = set()
 
     def get(self, cid: CID) -> bytes:
@@ -152,7 +299,14 @@ class NetworkBlockStore(BlockStore):
             return super().get(cid)
         except BlockNotFound:
             pass
-        return self.submit(self.fetch(cid)).result(self.upstreams.timeout * (len(self.upstreams.urls) + 1))
+        return self.submit(self.obtain(cid)).result(self.upstreams.timeout * (len(self.upstreams.urls) + 2))
+
+    async def obtain(self, cid: CID) -> bytes:
+        if self.feed is not None:
+            data = await self.feed.wait_for(cid)
+            if data is not None:
+                return data
+        return await self.fetch(cid)
 
     async def fetch(self, cid: CID) -> bytes:
         data = await self.upstreams.block(cid)
@@ -162,7 +316,8 @@ class NetworkBlockStore(BlockStore):
             raise
         except OSError as exc:
             log.warning("could not store block %s: %s", v1_base32(cid), exc)
-        self._prefetch_children(cid, data)
+        if self.feed is None or self.feed.done:
+            self._prefetch_children(cid, data)
         return data
 
     def _prefetch_children(self, cid: CID, data: bytes) -> None:

@@ -48,7 +48,10 @@ class UnixFS:
         self.store = store
 
     def load(self, cid: CID) -> Entry:
-        data = self.store.get(cid)
+        return self.from_block(cid, self.store.get(cid))
+
+    def from_block(self, cid: CID, data: bytes) -> Entry:
+        """The entry of a verified block."""
         codec = cid.codec.name
         if codec == "raw" or (codec == "identity"):
             return Entry(cid, "file", len(data), data=data)
@@ -178,10 +181,11 @@ class UnixFS:
                                     f"{size} bytes, but it holds {child.size}")
             yield from self._read(child, max(0, start - lo), min(size, end - lo))
 
-    def range_blocks(self, entry: Entry, start: int, end: int) -> Iterator[tuple[CID, bytes]]:
+    def range_blocks(self, entry: Entry, start: int, end: int,
+                     raw: bytes | None = None) -> Iterator[tuple[CID, bytes]]:
         """The blocks of a file that bytes [start, end) need, with the nodes above them, depth-first
         (``dag-scope=entity`` with ``entity-bytes``); the root block always comes first."""
-        yield entry.cid, self.store.get(entry.cid)
+        yield entry.cid, raw if raw is not None else self.store.get(entry.cid)
         if entry.node is None or entry.unixfs is None:
             return
         offset = len(entry.unixfs.data or b"")
@@ -192,7 +196,9 @@ class UnixFS:
                 if lo >= end:
                     break
                 continue
-            yield from self.range_blocks(self.load(decode_link(link.hash)), max(0, start - lo), min(size, end - lo))
+            child = decode_link(link.hash)
+            data = self.store.get(child)
+            yield from self.range_blocks(self.from_block(child, data), max(0, start - lo), min(size, end - lo), data)
 
     def entity_blocks(self, entry: Entry) -> Iterator[tuple[CID, bytes]]:
         """``dag-scope=entity`` for a non-file: the node, and for a HAMT directory all of its shard blocks (not the

@@ -24,7 +24,8 @@ from typing import Any
 from ipfs_core import IpfsError, ipns
 from ipfs_core.blocks import BlockStore
 from ipfs_core.gateway import IMMUTABLE, GatewayResponse, respond
-from ipfs_core.network import BlockUnavailable, NetworkBlockStore, Upstreams
+from ipfs_core.cids import parse_cid
+from ipfs_core.network import BlockUnavailable, CarFeed, NetworkBlockStore, Upstreams
 
 from protoreg import Request, Response, runtime
 
@@ -60,6 +61,27 @@ def settings() -> dict[str, Any]:
 async def _broker_fetch(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
     r = await runtime.fetch(url, headers=headers)
     return r.status, dict(r.headers), r.body
+
+
+async def _broker_stream(url: str, headers: dict[str, str]) -> Any:
+    r = await runtime.fetch(url, headers=headers, stream=True)
+    return r.status, dict(r.headers), r.iter_chunks(), r.aclose
+
+
+def _car_path(host: str, path: str, query: dict[str, str], headers: dict[str, str]) -> str | None:
+    """The trustless CAR request that carries what a plain request for host/path needs: the path's end as an
+    entity (a Range becomes entity-bytes). None for trustless requests themselves (they fetch block by block)."""
+    if "format" in query or "application/vnd." in headers.get("accept", ""):
+        return None
+    extra = ""
+    rng = headers.get("range", "")
+    if rng.startswith("bytes=") and "," not in rng:
+        lo, _, hi = rng[6:].partition("-")
+        if lo.isdigit() and (hi.isdigit() or hi == ""):
+            extra = f"&entity-bytes={lo}:{hi or '*'}"
+        elif not lo and hi.isdigit():
+            extra = f"&entity-bytes=-{hi}:*"
+    return f"/ipfs/{host}{path or '/'}?format=car&dag-scope=entity{extra}"
 
 
 def upstreams() -> Upstreams | None:
@@ -119,6 +141,14 @@ async def _respond(method: str, host: str, path: str, query: dict[str, str],
         return out
 
     fs_store = NetworkBlockStore(store(), net, submit)
+    car = _car_path(host, path, query, headers)
+    if car is not None and not settings().get("raw_only"):
+        try:
+            root_local = store().has(parse_cid(host))
+        except IpfsError:
+            root_local = True
+        if not root_local:  # nothing here yet: one CAR for the whole entity, blocks verified as they stream in
+            fs_store.feed = CarFeed(store(), net, _broker_stream, car)
     res = await asyncio.to_thread(respond, fs_store, method, host, path, query, headers)
     if not isinstance(res.body, bytes):
         chunks, sentinel = iter(res.body), object()
