@@ -13,11 +13,11 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html import escape
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from multiformats import CID
 
-from ipfs_core import BlockNotFound, InvalidCID, IpfsError
+from ipfs_core import BlockNotFound, InvalidCID, IpfsError, NoSuchPath, redirects
 from ipfs_core.blocks import BlockStore
 from ipfs_core.car import write_car
 from ipfs_core.cids import _hash_info, is_identity, parse_cid, v1_base32
@@ -181,8 +181,47 @@ def respond(store: BlockStore, method: str, host: str, path: str, query: dict[st
         return _error(exc.status, str(exc))
 
 
+def _redirect_rules(fs: UnixFS, root: CID) -> list[redirects.Rule] | None:
+    """The root directory's ``_redirects`` rules, None without one. Every ipfs:// and ipns:// origin is one root
+    (origin isolation), so the file always applies to requests for content (never to raw/CAR/record responses)."""
+    key = _hash_info(root)[2]
+    if key in _RULES:
+        return _RULES[key]
+    entry = fs.load(root)
+    if entry.kind != "directory":
+        return None
+    cid = fs.lookup(entry, "_redirects")
+    if cid is None:
+        return None
+    f = fs.load(cid)
+    if f.kind != "file":
+        raise redirects.RedirectsError("_redirects is not a file")
+    if f.size > redirects.MAX_SIZE:
+        raise redirects.RedirectsError(f"the file is {f.size} bytes, over the {redirects.MAX_SIZE}-byte limit")
+    rules = redirects.parse(b"".join(fs.read(f)))
+    if len(_RULES) > 256:
+        _RULES.clear()
+    _RULES[key] = rules  # a root's rules never change: it is content-addressed
+    return rules
+
+
+_RULES: dict[bytes, list[redirects.Rule] | None] = {}
+
+
+def _apply_redirect(fs: UnixFS, store: BlockStore, method: str, host: str, query: dict[str, str],
+                    headers: dict[str, str], rule: redirects.Rule, target: str) -> GatewayResponse:
+    if rule.status in (301, 302, 303, 307, 308):
+        return GatewayResponse(rule.status, [("Location", target), ("Content-Length", "0")], b"")
+    path = target.split("?", 1)[0]
+    res = _respond(fs, store, method, host, quote(path), {}, headers, use_redirects=False)
+    if res.status == 200 and rule.status != 200:
+        res.status = rule.status  # the page (with its own ETag) under the rule's status, not cached for a year
+        res.headers = [(k, v) for k, v in res.headers if k.lower() != "cache-control"]
+    return res
+
+
 def _respond(fs: UnixFS, store: BlockStore, method: str, host: str, path: str, query: dict[str, str],
-             headers: dict[str, str]) -> GatewayResponse:
+             headers: dict[str, str], use_redirects: bool = True) -> GatewayResponse:
     try:
         root = parse_cid(host)
     except InvalidCID as exc:
@@ -201,8 +240,19 @@ def _respond(fs: UnixFS, store: BlockStore, method: str, host: str, path: str, q
                                "application/vnd.ipld.raw or application/vnd.ipld.car")
     if "only-if-cached" in headers.get("cache-control", "") and not store.has(root):
         return _error(412, f"{v1_base32(root)} is not in the local block store and the request said only-if-cached")
+    rules = None
+    if fmt is None and use_redirects:
+        rules = _redirect_rules(fs, root)  # raises RedirectsError (a 500 that says so)
+        hit = redirects.find(rules, unquote(path) or "/", forced_only=True) if rules else None
+        if hit is not None:
+            return _apply_redirect(fs, store, method, host, query, headers, *hit)
     try:
         entry, trail = fs.resolve(root, path)
+    except NoSuchPath as exc:
+        hit = redirects.find(rules, unquote(path) or "/") if rules else None
+        if hit is not None:
+            return _apply_redirect(fs, store, method, host, query, headers, *hit)
+        return _error(404, str(exc))
     except BlockNotFound as exc:
         return _error(404, str(exc))
     except IpfsError as exc:

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 import mmh3
 from multiformats import CID
 
-from ipfs_core import BlockNotFound, MalformedNode
+from ipfs_core import BlockNotFound, MalformedNode, NoSuchPath
 from ipfs_core.blocks import BlockStore
 from ipfs_core.cids import decode_link, v1_base32
 from ipfs_core.dagpb import DIRECTORY, FILE, HAMT_SHARD, RAW, SYMLINK, PBNode, UnixFSData, decode_node, decode_unixfs
@@ -84,10 +84,10 @@ class UnixFS:
         for raw_segment in [s for s in path.split("/") if s]:
             name = unquote(raw_segment)
             if entry.kind != "directory":
-                raise BlockNotFound(f"{'/'.join(str(c) for c in trail)}: not a directory, can't look up {name!r}")
+                raise NoSuchPath(f"{'/'.join(str(c) for c in trail)}: not a directory, can't look up {name!r}")
             child = self.lookup(entry, name)
             if child is None:
-                raise BlockNotFound(f"no entry named {name!r} in directory {v1_base32(entry.cid)}")
+                raise NoSuchPath(f"no entry named {name!r} in directory {v1_base32(entry.cid)}")
             entry = self.load(child)
             trail.append(child)
         return entry, trail
