@@ -161,36 +161,72 @@ def _ipfs_extension_state(args: argparse.Namespace) -> tuple[Any, Path]:
     return Registry().install(IPFS_BUNDLE), Path(state) if state else _default_state()
 
 
-def cmd_ipns_import(args: argparse.Namespace) -> int:
-    from protoreg.ipfs_tools import ipfs_core, import_record
+async def _file_chunks(path: Path) -> Any:
+    with path.open("rb") as f:
+        while chunk := f.read(256 * 1024):
+            yield chunk
 
+
+def _run_extension_command(reg: Any, state: Path, ext_id: str, name: str, argv: Sequence[str],
+                           input_path: Path | None, who: str) -> int:
+    """Run an extension's command in its sandboxed worker (protoreg/commands.py), the input file streamed in."""
+    import asyncio
+
+    from protoreg.commands import run_command
+    from protoreg.session import Session
+
+    if input_path is not None and not input_path.is_file():
+        _err(f"{who}: {input_path} does not exist or is not a file")
+        return EXIT_FAIL
+
+    async def run() -> Any:
+        async with Session(reg, state_dir=str(state)) as session:
+            return await run_command(session, ext_id, name, argv,
+                                     _file_chunks(input_path) if input_path is not None else None)
+
+    try:
+        result = asyncio.run(run())
+    except KeyError as exc:
+        _err(f"{who}: {exc.args[0]}")
+        return EXIT_FAIL
+    text = result.output.decode("utf-8", "replace").rstrip("\n")
+    if result.ok:
+        _out(text)
+        return EXIT_OK
+    _err(f"{who}: {text}")
+    return EXIT_FAIL
+
+
+def cmd_ipns_import(args: argparse.Namespace) -> int:
     ext, state = _ipfs_extension_state(args)
     path = Path(args.record)
     name = args.name
     if name is None and path.name.startswith("k51"):
         name = path.name.split(".", 1)[0].split("_", 1)[0]  # <name>[_variant].ipns-record, as gateways name them
-    try:
-        record = import_record(ext, state, path.read_bytes(), name)
-    except (OSError, ValueError, ipfs_core().IpfsError) as exc:
-        _err(f"protoreg ipns import: {path}: {exc}")
-        return EXIT_FAIL
-    _out(f"ipns://{record.name.text}/ -> {record.value} (sequence {record.sequence}, valid until "
-         f"{record.validity.isoformat()}, ttl {record.ttl_seconds}s), signature verified")
-    return EXIT_OK
+    argv = ["import", *(["--name", name] if name else [])]
+    return _run_extension_command(_registry_of(ext), state, ext.id, "ipns", argv, path, "protoreg ipns import")
 
 
 def cmd_ipns_publish(args: argparse.Namespace) -> int:
-    from protoreg.ipfs_tools import ipfs_core, publish_record
-
     ext, state = _ipfs_extension_state(args)
-    try:
-        record = publish_record(ext, state, Path(args.key), args.value, lifetime_hours=args.lifetime,
-                                ttl_seconds=args.ttl)
-    except (OSError, ValueError, TypeError, ipfs_core().IpfsError) as exc:
-        _err(f"protoreg ipns publish: {exc}")
-        return EXIT_FAIL
-    _out(f"published ipns://{record.name.text}/ -> {record.value} (sequence {record.sequence})")
-    return EXIT_OK
+    argv = ["publish", args.value, "--lifetime", str(args.lifetime), "--ttl", str(args.ttl)]
+    return _run_extension_command(_registry_of(ext), state, ext.id, "ipns", argv, Path(args.key),
+                                  "protoreg ipns publish")
+
+
+def _registry_of(ext: Any) -> Any:
+    from protoreg.registry import Registry
+
+    reg = Registry()
+    reg.install(ext.root)
+    return reg
+
+
+def cmd_ext_run(args: argparse.Namespace) -> int:
+    profile = _profile(args)
+    reg = _profile_registry(profile, args.extension_dir)
+    return _run_extension_command(reg, profile.path, args.ext_id, args.command, args.args,
+                                  Path(args.input) if args.input else None, "protoreg ext run")
 
 
 # -- ipfs -------------------------------------------------------------------------------------------------------
@@ -689,6 +725,21 @@ def _parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_ipfs_add)
     sp.add_argument("path")
     sp.add_argument("-o", "--output", help="the CAR to write (default: <name>.car)")
+    ext_p = sub.add_parser("ext", help="run an extension's own commands", parents=[common],
+                           description="Run a command an extension declares in its manifest (\"commands\"), in "
+                                       "its sandboxed worker with its own grants.",
+                           epilog="example: protoreg ext run -i rec.ipns-record ipfs@protoreg ipns import")
+    ext_sub = ext_p.add_subparsers(dest="ext_command", metavar="SUBCOMMAND")
+    ext_p.set_defaults(fn=lambda a: (ext_p.print_help(), EXIT_USAGE)[1])
+    sp = ext_sub.add_parser("run", help="run EXT's command NAME with ARGS", parents=[common],
+                            epilog="example: protoreg ext run -i rec.ipns-record ipfs@protoreg ipns import")
+    sp.set_defaults(fn=cmd_ext_run)
+    sp.add_argument("ext_id")
+    sp.add_argument("command")
+    sp.add_argument("args", nargs=argparse.REMAINDER)
+    sp.add_argument("-i", "--input", help="a file streamed to the command as its input")
+    sp.add_argument("--extension-dir", "-e", action="append", help="install this extension directory first")
+    _profile_option(sp)
     ipns_p = sub.add_parser("ipns", help="IPNS records for the built-in ipns:// handler", parents=[common],
                             description="Import or publish signed IPNS records.",
                             epilog="example: protoreg keygen k.pem && protoreg ipns publish --key k.pem /ipfs/bafy...")
