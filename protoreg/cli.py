@@ -231,38 +231,10 @@ def cmd_ext_run(args: argparse.Namespace) -> int:
 
 # -- ipfs -------------------------------------------------------------------------------------------------------
 def cmd_ipfs_import(args: argparse.Namespace) -> int:
-    from protoreg.ipfs_tools import IPFS_BUNDLE, ipfs_core, store_for
-    from protoreg.registry import Registry
-
-    core = ipfs_core()
-    ext = Registry().install(IPFS_BUNDLE)
-    state = args.profile or args.state_dir  # a profile is a state dir (docs/trust.md)
-    store = store_for(ext, Path(state) if state else _default_state())
-    path = Path(args.car)
-    if not path.is_file():
-        _err(f"protoreg ipfs import: {path} does not exist or is not a file")
-        return EXIT_FAIL
-    total = path.stat().st_size
-    show = total > 8 * 1024 * 1024 or sys.stderr.isatty()
-
-    def progress(pos: int) -> None:
-        if show:
-            sys.stderr.write(f"\r  {pos / total:6.1%} of {total / 2**20:.1f} MiB")
-
-    with path.open("rb") as f:
-        try:
-            report = core.car.import_car(f, store, progress)
-        except core.IpfsError as exc:
-            _err(f"protoreg ipfs import: {path}: {exc}")
-            return EXIT_FAIL
-    if show:
-        sys.stderr.write("\n")
-    roots = ", ".join(core.cids.v1_base32(r) for r in report.roots)
-    _out(f"imported {report.blocks} blocks ({report.new_blocks} new, {report.bytes:,} bytes), every one verified")
-    _out(f"roots: {roots}")
-    for r in report.roots:
-        _out(f"  open ipfs://{core.cids.v1_base32(r)}/")
-    return EXIT_OK
+    """Through the ipfs extension's own command, in its sandboxed worker (the CAR streamed in)."""
+    ext, state = _ipfs_extension_state(args)
+    return _run_extension_command(_registry_of(ext), state, ext.id, "ipfs", ["import"], Path(args.car),
+                                  "protoreg ipfs import")
 
 
 def cmd_ipfs_add(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
 """The ipfs extension's host-side commands (manifest "commands"), run in its own sandboxed worker:
 
+    protoreg ipfs import FILE.car                            -> ipfs import                 (the CAR streamed in)
     protoreg ipns import FILE.ipns-record [--name k51...]   -> ipns import [--name N]      (the file streamed in)
     protoreg ipns publish --key KEY.pem /ipfs/<cid>         -> ipns publish VALUE [...]    (the key streamed in)
 
@@ -8,6 +9,7 @@ Records go to this extension's data directory, where the ipns:// handler reads (
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -55,8 +57,57 @@ def _opt(args: list[str], flag: str, default: str | None = None) -> str | None:
     return default
 
 
+class _StreamReader:
+    """A blocking file object over the request body, for the synchronous CAR reader running in a thread."""
+
+    def __init__(self, chunks, loop) -> None:  # type: ignore[no-untyped-def]
+        self._chunks = chunks.__aiter__()
+        self._loop = loop
+        self._buf = bytearray()
+        self._eof = False
+
+    async def _next(self) -> bytes:
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            return b""
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._eof and (n < 0 or len(self._buf) < n):
+            chunk = asyncio.run_coroutine_threadsafe(self._next(), self._loop).result()
+            if not chunk:
+                self._eof = True
+            self._buf += chunk
+        if n < 0:
+            n = len(self._buf)
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+
+async def _ipfs(command: Request, args: list[str]) -> Response:
+    if args[:1] != ["import"]:
+        return Response.error(400, "usage: ipfs import < FILE.car")
+    from ipfs_core.blocks import BlockStore
+    from ipfs_core.car import import_car
+    from ipfs_core.cids import v1_base32
+
+    reader = _StreamReader(command.stream(), asyncio.get_running_loop())
+    store = BlockStore(runtime.data_dir() / "blocks")
+    try:
+        report = await asyncio.to_thread(import_car, reader, store)  # type: ignore[arg-type]
+    except IpfsError as exc:
+        return Response.error(400, str(exc))
+    roots = ", ".join(v1_base32(r) for r in report.roots)
+    lines = [f"imported {report.blocks} blocks ({report.new_blocks} new, {report.bytes:,} bytes), every one verified",
+             f"roots: {roots}", *(f"  open ipfs://{v1_base32(r)}/" for r in report.roots)]
+    return Response("\n".join(lines) + "\n")
+
+
 async def runCommand(command: Request) -> Response:
     args = json.loads(command.headers.get("X-Protoreg-Args", "[]"))
+    if command.url.scheme == "protoreg-cmd-ipfs":
+        return await _ipfs(command, args)
     try:
         if args[:1] == ["import"]:
             raw = await command.read()
