@@ -290,6 +290,10 @@ async def _proxy(request: web.Request, target: GatewayTarget, custom: URL | None
             value = _to_browser(registry, value, target.authority)
         headers.add(name, value)
     headers["X-Content-Type-Options"] = "nosniff"
+    if custom is not None:  # a trustless answer on the bare (dashboard) host: never a document with its origin
+        headers.add("Content-Security-Policy", "sandbox; default-src 'none'")
+        if not headers.get("Content-Type", "").startswith(_TRUSTLESS_TYPES):
+            headers["Content-Disposition"] = "attachment"
     # Each origin its own agent cluster: a handler can't opt its pages into document.domain merging.
     headers["Origin-Agent-Cluster"] = "?1"
     if resp.body_complete and request.method != "HEAD":  # small answers: one buffered response

@@ -186,6 +186,9 @@ async def test_protoreg_gateway_is_a_trustless_upstream(pair):
                             allow_redirects=False) as r:
             assert r.status == 200 and await r.read() == b"hello world\n"
             assert r.headers["Content-Type"] == "application/vnd.ipld.raw"
+            # served on the dashboard's host: sandboxed, never a document of that origin
+            assert "sandbox; default-src 'none'" in r.headers.getall("Content-Security-Policy")
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
         async with http.get(f"{first.base}/ipfs/{files}", headers={"Accept": "application/vnd.ipld.car"},
                             allow_redirects=False) as r:
             assert r.status == 200 and r.headers["Content-Type"].startswith("application/vnd.ipld.car")
