@@ -168,7 +168,7 @@ class Broker:
         if cap == "fetch":
             return await self._fetch(ext, origin, scheme, args)
         if cap in ("fetch.read", "fetch.close"):
-            return await self._stream_call(ext, cap, args)
+            return await self._stream_call(ext, origin, cap, args)
         if cap.startswith("storage."):
             return self._storage(ext, origin, scheme, cap.removeprefix("storage."), args)
         raise ValueError(f"unknown capability {cap!r}")
@@ -216,7 +216,8 @@ class Broker:
         raise ValueError(f"unknown storage operation {op!r}")
 
     # -- streamed fetch bodies (pulled by the worker: bounded memory, the reader sets the pace) --------------------
-    def _open_stream(self, ext: Extension, client: aiohttp.ClientSession, resp: aiohttp.ClientResponse) -> int:
+    def _open_stream(self, ext: Extension, origin: str, client: aiohttp.ClientSession,
+                     resp: aiohttp.ClientResponse) -> int:
         self._sweep_streams()
         sid = self._next_stream
         self._next_stream += 1
@@ -235,7 +236,7 @@ class Broker:
                 await queue.put(exc)
 
         task = asyncio.get_running_loop().create_task(pump())
-        self._streams[sid] = [ext.id, client, resp, time.monotonic(), queue, task, b""]
+        self._streams[sid] = [(ext.id, origin), client, resp, time.monotonic(), queue, task, b""]
         self._fetching[ext.id] = self._fetching.get(ext.id, 0) + 1
         return sid
 
@@ -243,7 +244,7 @@ class Broker:
         entry = self._streams.pop(sid, None)
         if entry is None:
             return
-        ext_id, client, resp, _, _, task, _ = entry
+        (ext_id, _origin), client, resp, _, _, task, _ = entry
         task.cancel()
         resp.release()
         await client.close()
@@ -260,10 +261,10 @@ class Broker:
             if now - entry[3] > STREAM_IDLE:
                 asyncio.get_running_loop().create_task(self._close_stream(sid))
 
-    async def _stream_call(self, ext: Extension, cap: str, args: dict[str, Any]) -> Any:
+    async def _stream_call(self, ext: Extension, origin: str, cap: str, args: dict[str, Any]) -> Any:
         sid = args.get("stream")
         entry = self._streams.get(sid) if isinstance(sid, int) else None
-        if entry is None or entry[0] != ext.id:  # ids are per broker; another extension's id is refused
+        if entry is None or entry[0] != (ext.id, origin):  # another extension's or origin's stream is refused
             raise ValueError(f"{cap}: no open fetch stream {sid!r} of this extension")
         if cap == "fetch.close":
             await self._close_stream(sid)  # type: ignore[arg-type]
@@ -388,7 +389,7 @@ class Broker:
                 head = {"status": resp.status, "url": str(url), "headers": list(resp.headers.items())}
                 if stream:
                     keep = True
-                    return {**head, "stream": self._open_stream(ext, client, resp)}
+                    return {**head, "stream": self._open_stream(ext, origin, client, resp)}
                 # StreamReader.read(n) returns what has arrived (at most n), not n bytes: read to EOF.
                 parts, size = [], 0
                 async for chunk in resp.content.iter_any():
