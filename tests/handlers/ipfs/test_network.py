@@ -241,3 +241,24 @@ async def test_ipns_records_from_an_upstream(pair, tmp_path):
             assert status == 502 and b"signature check" in body
     finally:
         await runner.cleanup()
+
+
+async def test_path_form_converts_legacy_peer_ids_and_keeps_trustless_records_on_the_bare_host(pair):
+    from multiformats import multibase
+
+    from tests.handlers.ipfs.test_ipns import vectors
+
+    first, _ = pair
+    name, raw = vectors()["v2"]
+    import_record(first.ext, first.state, raw, name)
+    parsed, _ = core.ipns.parse_name(name)
+    peer_id = multibase.encode(parsed.mh, "base58btc")[1:]
+    async with running(first) as http:
+        async with http.get(f"{first.base}/ipns/{peer_id}/a?b=1", headers={"Host": f"localhost:{first.port}"},
+                            allow_redirects=False) as r:
+            assert r.status == 301
+            assert r.headers["Location"].startswith(f"http://{name}.ipns.") and r.headers["Location"].endswith(
+                "/a?b=1")
+        async with http.get(f"{first.base}/ipns/{peer_id}", headers={"Accept": "application/vnd.ipfs.ipns-record"},
+                            allow_redirects=False) as r:
+            assert r.status == 200 and await r.read() == raw
