@@ -320,6 +320,7 @@ class Broker:
         return results
 
     async def _fetch(self, ext: Extension, origin: str, scheme: str | None, args: dict[str, Any]) -> Any:
+        self._sweep_streams()
         running = self._fetching.get(ext.id, 0)
         if running >= self.max_concurrent_fetches:
             raise self._deny(ext, origin, "fetch", str(args.get("url")), (

@@ -154,11 +154,17 @@ async def _respond(method: str, host: str, path: str, query: dict[str, str],
         chunks, sentinel = iter(res.body), object()
 
         async def stream() -> Any:
-            while True:
-                chunk = await asyncio.to_thread(next, chunks, sentinel)
-                if chunk is sentinel:
-                    return
-                yield chunk
+            try:
+                while True:
+                    chunk = await asyncio.to_thread(next, chunks, sentinel)
+                    if chunk is sentinel:
+                        return
+                    yield chunk
+            finally:  # the response ended (or the client left): stop the CAR while this request can still close it
+                feed = fs_store.feed
+                if feed is not None and not feed.task.done():
+                    feed.task.cancel()
+                    await asyncio.gather(feed.task, return_exceptions=True)
 
         res.body = stream()  # type: ignore[assignment]
     return res
