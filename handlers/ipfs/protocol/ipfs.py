@@ -141,7 +141,7 @@ async def _respond(method: str, host: str, path: str, query: dict[str, str],
         return out
 
     fs_store = NetworkBlockStore(store(), net, submit)
-    car = _car_path(host, path, query, headers)
+    car = _car_path(host, path, query, headers) if method == "GET" else None
     if car is not None and not settings().get("raw_only"):
         try:
             root_local = store().has(parse_cid(host))

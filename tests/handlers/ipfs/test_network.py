@@ -262,3 +262,19 @@ async def test_path_form_converts_legacy_peer_ids_and_keeps_trustless_records_on
         async with http.get(f"{first.base}/ipns/{peer_id}", headers={"Accept": "application/vnd.ipfs.ipns-record"},
                             allow_redirects=False) as r:
             assert r.status == 200 and await r.read() == raw
+
+
+async def test_ranges_through_the_second_gateway_are_exact(pair, tmp_path):
+    import io
+    import os
+
+    first, second = pair
+    data = os.urandom(3 * 1024 * 1024 + 123)
+    cid = core.cids.v1_base32(core.importer.add_file(io.BytesIO(data), store_for(first.ext, first.state).put).cid)
+    async with running(first, second) as http:
+        for rng, want in (("bytes=1000000-1300000", data[1000000:1300001]), ("bytes=-5000", data[-5000:]),
+                          ("bytes=3000000-", data[3000000:])):
+            status, headers, body = await second.get(http, f"ipfs://{cid}/", Range=rng)
+            assert status == 206 and body == want, rng
+        status, _, body = await second.get(http, f"ipfs://{cid}/")
+        assert status == 200 and body == data
