@@ -146,7 +146,8 @@ def _entity_bytes(value: str, size: int) -> tuple[int, int]:
 
 def _car_blocks(fs: UnixFS, trail: list[CID], entry: Entry, scope: str = "all",
                 byte_range: tuple[int, int] | None = None) -> Iterator[tuple[CID, bytes]]:
-    """Per the trustless gateway spec: the blocks that verify the path from the root, then the path's end in the
+    """Per the trustless gateway spec: the blocks that verify the path from the root (``trail``: every block the
+    path walk read, HAMT sub-shards included), then the path's end in the
     requested ``dag-scope`` (block: its own block; entity: a file's blocks (within ``entity-bytes``) or a
     directory's node and HAMT shards; all: the whole DAG under it), depth-first, each block once, identity CIDs
     left out (their bytes are in the CID)."""
@@ -246,8 +247,9 @@ def _respond(fs: UnixFS, store: BlockStore, method: str, host: str, path: str, q
         hit = redirects.find(rules, unquote(path) or "/", forced_only=True) if rules else None
         if hit is not None:
             return _apply_redirect(fs, store, method, host, query, headers, *hit)
+    proof: list[CID] = []
     try:
-        entry, trail = fs.resolve(root, path)
+        entry, trail = fs.resolve(root, path, proof)
     except NoSuchPath as exc:
         hit = redirects.find(rules, unquote(path) or "/") if rules else None
         if hit is not None:
@@ -286,7 +288,7 @@ def _respond(fs: UnixFS, store: BlockStore, method: str, host: str, path: str, q
                 byte_range = _entity_bytes(query["entity-bytes"], entry.size) if entry.kind == "file" else None
             except ValueError:
                 return _error(400, f"entity-bytes={query['entity-bytes']} is not from:to (integers, to may be *)")
-        body = _pieces(write_car([root], _car_blocks(fs, trail, entry, scope, byte_range)))
+        body = _pieces(write_car([root], _car_blocks(fs, proof, entry, scope, byte_range)))
         return GatewayResponse(200, [*common, ("Content-Type", _FORMATS["car"] + "; version=1; order=dfs; dups=n"),
                                      disposition], iter(()) if method == "HEAD" else body)
     etag = f'"{etag_base}"'

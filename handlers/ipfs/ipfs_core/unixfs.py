@@ -46,6 +46,7 @@ def hamt_hash(name: str) -> bytes:
 class UnixFS:
     def __init__(self, store: BlockStore) -> None:
         self.store = store
+        self._proof: list[CID] | None = None
 
     def load(self, cid: CID) -> Entry:
         return self.from_block(cid, self.store.get(cid))
@@ -77,19 +78,28 @@ class UnixFS:
         raise MalformedNode(f"UnixFS type {u.type} of {cid} can't be served")
 
     # -- paths --------------------------------------------------------------------------------------------------
-    def resolve(self, root: CID, path: str) -> tuple[Entry, list[CID]]:
-        """Walk ``path`` (percent-encoded segments) from ``root``; returns the entry and the CIDs along the way."""
+    def resolve(self, root: CID, path: str, proof: list[CID] | None = None) -> tuple[Entry, list[CID]]:
+        """Walk ``path`` (percent-encoded segments) from ``root``; returns the entry and the CIDs along the way.
+        ``proof``, if given, gets every block the walk read, in order (HAMT sub-shards included): what a trustless
+        client needs to verify the path."""
         entry = self.load(root)
         trail = [root]
+        self._proof = proof
+        if proof is not None:
+            proof.append(root)
         for raw_segment in [s for s in path.split("/") if s]:
             name = unquote(raw_segment)
             if entry.kind != "directory":
                 raise NoSuchPath(f"{'/'.join(str(c) for c in trail)}: not a directory, can't look up {name!r}")
             child = self.lookup(entry, name)
             if child is None:
+                self._proof = None
                 raise NoSuchPath(f"no entry named {name!r} in directory {v1_base32(entry.cid)}")
             entry = self.load(child)
             trail.append(child)
+            if proof is not None:
+                proof.append(child)
+        self._proof = None
         return entry, trail
 
     def lookup(self, directory: Entry, name: str) -> CID | None:
@@ -119,6 +129,8 @@ class UnixFS:
             if len(link.name) == pad:  # a sub-shard
                 child = decode_link(link.hash)
                 sub = decode_node(self.store.get(child))
+                if getattr(self, "_proof", None) is not None:
+                    self._proof.append(child)  # type: ignore[union-attr]
                 if sub.data is None:
                     raise MalformedNode(f"HAMT sub-shard {child} has no data")
                 return self._hamt_lookup(sub, decode_unixfs(sub.data), name, digest, depth + 1)

@@ -286,3 +286,15 @@ def test_car_entity_bytes_errors(gw):
     assert gw(f"ipfs://{DIR}/multiblock.txt?format=car&dag-scope=all&entity-bytes=0:1")[0] == 400
     assert gw(f"ipfs://{DIR}/multiblock.txt?format=car&dag-scope=entity&entity-bytes=5:1")[0] == 400
     assert gw(f"ipfs://{DIR}/multiblock.txt?format=car&dag-scope=entity&entity-bytes=x")[0] == 400
+
+
+def test_a_car_for_a_path_through_a_hamt_carries_its_sub_shards(gw, tmp_path):
+    hamt = "bafybeidbclfqleg2uojchspzd4bob56dqetqjsj27gy2cq3klkkgxtpn4i"
+    name = core.unixfs.UnixFS(gw.store).list(core.unixfs.UnixFS(gw.store).load(CID.decode(hamt)))[500].name
+    status, _, body = gw(f"ipfs://{hamt}/{name}?format=car&dag-scope=block")
+    assert status == 200
+    other = core.blocks.BlockStore(tmp_path / "hamt-proof")
+    core.car.import_car(io.BytesIO(body), other)
+    entry, _ = core.unixfs.UnixFS(other).resolve(CID.decode(hamt), name)  # verifiable offline: shards included
+    assert entry.cid is not None
+    assert len(_car_cids(body)) >= 3  # root shard, at least one sub-shard, the file's block
