@@ -278,3 +278,13 @@ async def test_ranges_through_the_second_gateway_are_exact(pair, tmp_path):
             assert status == 206 and body == want, rng
         status, _, body = await second.get(http, f"ipfs://{cid}/")
         assert status == 200 and body == data
+
+
+def test_serve_upstream_option_writes_the_extensions_settings(tmp_path):
+    from protoreg.cli import _set_upstreams
+
+    g = Gateway(tmp_path / "s")
+    assert _set_upstreams(g.reg, g.state, ["http://127.0.0.1:9999"]) == ("127.0.0.0/8", "::1/128")
+    settings = json.loads((data_dir_for(g.ext, g.state) / "settings.json").read_text())
+    assert settings == {"upstreams": ["http://127.0.0.1:9999"]}
+    assert _set_upstreams(g.reg, g.state, ["https://trustless-gateway.link"]) == ()
