@@ -127,7 +127,8 @@ async def main() -> None:
     mib = SIZE / 2**20
     ours, base = mib / min(remote), mib / min(local)
     print(f"{f'{mib:.0f} MiB via 2nd gateway, cold (all blocks)':<44} {ours:8.1f} MiB/s")
-    print(f"{f'{mib:.0f} MiB from the 1st gateway, local store':<44} {base:8.1f} MiB/s   ratio {ours / base:.2f}x (goal >= 0.5)")
+    print(f"{f'{mib:.0f} MiB from the 1st gateway, local store':<44} {base:8.1f} MiB/s   "
+          f"ratio {ours / base:.2f}x (goal >= 0.5)")
     print(f"{f'{mib:.0f} MiB via 2nd gateway, warm (now local)':<44} {mib / warm:8.1f} MiB/s")
     miss.sort()
     hit.sort()

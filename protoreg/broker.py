@@ -232,7 +232,7 @@ class Broker:
                 await queue.put(None)
             except asyncio.CancelledError:
                 raise
-            except BaseException as exc:  # noqa: BLE001 - handed to the reader
+            except Exception as exc:  # handed to the reader
                 await queue.put(exc)
 
         task = asyncio.get_running_loop().create_task(pump())

@@ -61,7 +61,7 @@ async def run_command(session: Session, ext_id: str, name: str, args: Sequence[s
     stream = await session.workers.dispatch(ext, head, stdin, None)
     try:
         status, headers = await asyncio.wait_for(asyncio.shield(stream.head), timeout)
-    except (asyncio.TimeoutError, HandlerError) as exc:
+    except (TimeoutError, HandlerError) as exc:
         stream.abort()
         if isinstance(exc, HandlerError):
             return CommandResult(getattr(exc, "status", 500), [], str(exc).encode())

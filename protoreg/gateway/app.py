@@ -264,7 +264,8 @@ async def _proxy(request: web.Request, target: GatewayTarget, custom: URL | None
         url = custom or registry.resolve(to_custom_url(target, request.raw_path))  # type: ignore[attr-defined]
     except InvalidURL as exc:
         return error_page(400, str(exc), url=request.raw_path)
-    if custom is None and url.host != target.host:  # e.g. "123" is the IPv4 host 0.0.0.123: one gateway origin per custom origin
+    # e.g. "123" is the IPv4 host 0.0.0.123: one gateway origin per custom origin
+    if custom is None and url.host != target.host:
         raise web.HTTPMovedPermanently(location=str(_gateway_url(registry, url, target.authority)))
     headers = CIMultiDict((k, v) for k, v in request.headers.items()
                           if k.lower() not in _HOP_BY_HOP and k.lower() != "origin")

@@ -165,7 +165,7 @@ def _parse_time(raw: bytes) -> _dt.datetime:
 
 
 def format_time(t: _dt.datetime) -> bytes:
-    t = t.astimezone(_dt.timezone.utc)
+    t = t.astimezone(_dt.UTC)
     return (t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z").encode()
 
 
@@ -235,7 +235,7 @@ def verify_record(name: Name, raw: bytes, *, now: _dt.datetime | None = None) ->
         eol = _parse_time(validity)
     except Exception:
         raise RecordRefused("validity", f"Validity {validity[:40]!r} is not an RFC 3339 time") from None
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     if eol < now:
         raise RecordRefused("validity", f"the record expired at {validity.decode()}")
     try:
@@ -252,7 +252,7 @@ def create_record(private_key: ed25519.Ed25519PrivateKey, value: str, sequence: 
     pub = private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     key_pb = PublicKeyMsg(Type=1, Data=pub).SerializeToString()
     name = name_for_public_key(key_pb)
-    eol = format_time(validity or _dt.datetime.now(_dt.timezone.utc) + lifetime)
+    eol = format_time(validity or _dt.datetime.now(_dt.UTC) + lifetime)
     ttl_ns = int(ttl.total_seconds() * 1_000_000_000)
     data = cbor2.dumps({"Value": value.encode(), "Validity": eol, "ValidityType": 0, "Sequence": sequence,
                         "TTL": ttl_ns}, canonical=True)

@@ -70,7 +70,7 @@ class Upstreams:
             try:
                 async with self._sem:
                     status, h, body = await asyncio.wait_for(self.fetch(base + url_path, headers), self.timeout)
-            except (asyncio.TimeoutError, OSError, RuntimeError, IpfsError) as exc:
+            except (TimeoutError, OSError, RuntimeError, IpfsError) as exc:
                 errors.append(f"{base}: {type(exc).__name__} {exc}")
                 self.bad[base] = time.monotonic() + BAD_FOR / 6
                 continue
@@ -218,7 +218,7 @@ class CarFeed:
         self.waiters.setdefault(key, []).append(fut)
         try:
             return await asyncio.wait_for(fut, self.upstreams.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
 
     def _notify(self, key: bytes, data: bytes | None) -> None:
@@ -346,8 +346,8 @@ class NetworkBlockStore(BlockStore):
                 try:
                     if not BlockStore.has(self, c):
                         await self.fetch(c)
-                except Exception:
-                    pass
+                except Exception as exc:  # a prefetch is a hint: the reader fetches (and reports) it again
+                    log.debug("prefetch of %s failed: %s", v1_base32(c), exc)
                 finally:
                     self._prefetching.discard(bytes(c.digest))
 

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 import mmh3
 from multiformats import CID
 
-from ipfs_core import BlockNotFound, MalformedNode, NoSuchPath
+from ipfs_core import MalformedNode, NoSuchPath
 from ipfs_core.blocks import BlockStore
 from ipfs_core.cids import decode_link, v1_base32
 from ipfs_core.dagpb import DIRECTORY, FILE, HAMT_SHARD, RAW, SYMLINK, PBNode, UnixFSData, decode_node, decode_unixfs

@@ -23,8 +23,8 @@ from typing import Any
 
 from ipfs_core import IpfsError, ipns
 from ipfs_core.blocks import BlockStore
-from ipfs_core.gateway import IMMUTABLE, GatewayResponse, respond
 from ipfs_core.cids import parse_cid
+from ipfs_core.gateway import IMMUTABLE, GatewayResponse, respond
 from ipfs_core.network import BlockUnavailable, CarFeed, NetworkBlockStore, Upstreams
 
 from protoreg import Request, Response, runtime
@@ -278,7 +278,7 @@ async def _serve_ipns(request: Request, headers: dict[str, str]) -> Response:
             depth += 1
             if depth > ipns.MAX_DEPTH:
                 return _error(508, f"/ipns/{name.text} resolves through more than {ipns.MAX_DEPTH} IPNS names")
-            inner, ok = ipns.parse_name(root)
+            inner, _ = ipns.parse_name(root)
             value = (await _record(inner, headers)).value + sub
     except IpfsError as exc:
         return _error(exc.status, str(exc))

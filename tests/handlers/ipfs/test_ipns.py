@@ -65,7 +65,7 @@ def test_generated_records_each_step():
     assert ipns.verify_record(name, raw).sequence == 5
     # expired
     _, old = ipns.create_record(k, "/ipfs/bafkqaddwgevxmmraojswg33smq", 6,
-                                validity=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc))
+                                validity=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
     with pytest.raises(ipns.RecordRefused, match="expired") as err:
         ipns.verify_record(name, old)
     assert err.value.step == "validity"
@@ -105,7 +105,7 @@ def test_rsa_key_carried_in_record_and_hashed_to_name():
     import cbor2
 
     data = cbor2.dumps({"Value": b"/ipfs/bafkqaddwgevxmmraojswg33smq", "Validity": ipns.format_time(
-        dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)), "ValidityType": 0, "Sequence": 3,
+        dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)), "ValidityType": 0, "Sequence": 3,
         "TTL": 10**9}, canonical=True)
     sig = priv.sign(ipns.SIGNATURE_PREFIX + data, padding.PKCS1v15(), hashes.SHA256())
     raw = ipns.IpnsEntry(data=data, signatureV2=sig, pubKey=key_pb).SerializeToString()

@@ -53,7 +53,7 @@ def test_placeholders_splats_and_redirect_statuses(tmp_path):
 
 
 def test_rewrite_200_gone_410_legal_451_and_custom_404_with_its_own_etag(tmp_path):
-    gw, cid, store = site(tmp_path)
+    gw, cid, _ = site(tmp_path)
     status, h, body = gw(f"ipfs://{cid}/app/some/deep/route")
     assert (status, body) == (200, b"<!doctype html>spa")
     assert gw(f"ipfs://{cid}/gone")[0] == 410
