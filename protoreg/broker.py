@@ -14,6 +14,7 @@ import base64
 import ipaddress
 import logging
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,11 @@ __all__ = ["Broker", "Grants"]
 log = logging.getLogger("protoreg.broker")
 
 MAX_FETCH_BODY = 16 * 1024 * 1024
+#: A streamed body is pulled in pieces of at most this size; a stream unread this long is closed.
+STREAM_CHUNK = 1024 * 1024
+STREAM_PIECE = 256 * 1024
+STREAM_AHEAD = 8
+STREAM_IDLE = 60.0
 MAX_STORED_VALUE = 128 * 1024
 MAX_REDIRECTS = 10
 #: Defaults of the per-extension limits (WorkerConfig.max_concurrent_fetches and storage_quota override them).
@@ -126,6 +132,9 @@ class Broker:
         self.max_concurrent_fetches = max_concurrent_fetches
         self.storage_quota = storage_quota
         self._fetching: dict[str, int] = {}
+        #: Open streamed fetch bodies: id -> (extension id, client, response, last use). Each holds a fetch slot.
+        self._streams: dict[int, list[Any]] = {}
+        self._next_stream = 1
 
     # -- grants -----------------------------------------------------------------------------------------------
     def grants(self, ext: Extension) -> Grants:
@@ -165,6 +174,8 @@ class Broker:
         """Run one capability call for ``ext`` serving a request of ``origin``; raise PermissionDenied."""
         if cap == "fetch":
             return await self._fetch(ext, origin, scheme, args)
+        if cap in ("fetch.read", "fetch.close"):
+            return await self._stream_call(ext, origin, cap, args)
         if cap.startswith("storage."):
             how = ""
             if "storage" in self.grants(ext).permissions:  # not granted: _storage says why (ceiling, manifest)
@@ -236,6 +247,86 @@ class Broker:
             return self.storage.keys(ext.id, origin)
         raise ValueError(f"unknown storage operation {op!r}")
 
+    # -- streamed fetch bodies (pulled by the worker: bounded memory, the reader sets the pace) --------------------
+    def _open_stream(self, ext: Extension, origin: str, client: aiohttp.ClientSession,
+                     resp: aiohttp.ClientResponse) -> int:
+        self._sweep_streams()
+        sid = self._next_stream
+        self._next_stream += 1
+        # Read-ahead of at most STREAM_AHEAD pieces, so the upstream keeps flowing while the worker handles a piece
+        # (bounded: the queue is full -> the pump waits -> aiohttp stops reading the socket -> TCP backpressure).
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(STREAM_AHEAD)
+
+        async def pump() -> None:
+            try:
+                async for piece in resp.content.iter_chunked(STREAM_PIECE):
+                    await queue.put(piece)
+                await queue.put(None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # handed to the reader
+                await queue.put(exc)
+
+        task = asyncio.get_running_loop().create_task(pump())
+        self._streams[sid] = [(ext.id, origin), client, resp, time.monotonic(), queue, task, b""]
+        self._fetching[ext.id] = self._fetching.get(ext.id, 0) + 1
+        return sid
+
+    async def _close_stream(self, sid: int) -> None:
+        entry = self._streams.pop(sid, None)
+        if entry is None:
+            return
+        (ext_id, _origin), client, resp, _, _, task, _ = entry
+        task.cancel()
+        resp.release()
+        await client.close()
+        left = self._fetching.get(ext_id, 1) - 1
+        if left > 0:
+            self._fetching[ext_id] = left
+        else:
+            self._fetching.pop(ext_id, None)
+
+    def _sweep_streams(self) -> None:
+        """Close streams their worker stopped reading (it crashed or forgot aclose())."""
+        now = time.monotonic()
+        for sid, entry in list(self._streams.items()):
+            if now - entry[3] > STREAM_IDLE:
+                asyncio.get_running_loop().create_task(self._close_stream(sid))
+
+    async def _stream_call(self, ext: Extension, origin: str, cap: str, args: dict[str, Any]) -> Any:
+        sid = args.get("stream")
+        entry = self._streams.get(sid) if isinstance(sid, int) else None
+        if entry is None or entry[0] != (ext.id, origin):  # another extension's or origin's stream is refused
+            raise ValueError(f"{cap}: no open fetch stream {sid!r} of this extension")
+        if cap == "fetch.close":
+            await self._close_stream(sid)  # type: ignore[arg-type]
+            return None
+        want = max(1, min(int(args.get("max", STREAM_CHUNK)), STREAM_CHUNK))
+        queue: asyncio.Queue[bytes | BaseException | None] = entry[4]
+        parts: list[bytes] = []
+        size, eof = 0, False
+        while size < want:
+            if entry[6]:  # what the last read left over
+                item, entry[6] = entry[6], b""
+            elif parts and queue.empty():
+                break  # send what is here; don't wait for more
+            else:
+                item = await queue.get()
+            if item is None:
+                eof = True
+                break
+            if isinstance(item, BaseException):
+                await self._close_stream(sid)  # type: ignore[arg-type]
+                raise item
+            if size + len(item) > want:
+                item, entry[6] = item[:want - size], item[want - size:]
+            parts.append(item)
+            size += len(item)
+        entry[3] = time.monotonic()
+        if eof:
+            await self._close_stream(sid)  # type: ignore[arg-type]
+        return {"data": b"".join(parts), "eof": eof}  # bytes: sent as a binary RESULT (see worker/process.py)
+
     async def _check_address(self, url: URL) -> list[ResolveResult]:
         host = url.raw_host or ""
         port = url.port or (443 if url.scheme == "https" else 80)
@@ -262,6 +353,7 @@ class Broker:
         return results
 
     async def _fetch(self, ext: Extension, origin: str, scheme: str | None, args: dict[str, Any]) -> Any:
+        self._sweep_streams()
         running = self._fetching.get(ext.id, 0)
         if running >= self.max_concurrent_fetches:
             raise self._deny(ext, origin, "fetch", str(args.get("url")), (
@@ -285,6 +377,7 @@ class Broker:
         if not isinstance(url_text, str) or not isinstance(headers, list):
             raise ValueError("fetch needs a url string and a list of headers")
         body = base64.b64decode(args["body"], validate=True) if args.get("body") else None
+        stream = bool(args.get("stream"))
         grants = self.grants(ext)
         url = URL(url_text)
         if url.scheme not in ("http", "https") or not url.host:
@@ -312,11 +405,15 @@ class Broker:
                                  f"{_describe(ext, scheme)} tried to fetch {url}: {exc}") from None
             self.audit.record(ext.id, origin, "fetch", str(url), True, how, permission=pattern)
             connector = aiohttp.TCPConnector(resolver=_PinnedResolver(infos), use_dns_cache=False)
-            async with aiohttp.ClientSession(connector=connector) as client, client.request(
-                    method, url, headers=[(str(k), str(v)) for k, v in headers], data=body,
-                    allow_redirects=False, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+            client = aiohttp.ClientSession(connector=connector)
+            keep = False
+            try:
+                resp = await client.request(method, url, headers=[(str(k), str(v)) for k, v in headers], data=body,
+                                            allow_redirects=False, timeout=aiohttp.ClientTimeout(
+                                                total=None if stream else 30, sock_connect=30, sock_read=30))
                 location = resp.headers.get("Location")
                 if resp.status in (301, 302, 303, 307, 308) and location:
+                    resp.release()
                     nxt = url.join(URL(location))
                     if (nxt.scheme, nxt.host, nxt.port) != (url.scheme, url.host, url.port):
                         headers = [h for h in headers if str(h[0]).lower() not in _CREDENTIAL_HEADERS]
@@ -324,10 +421,24 @@ class Broker:
                     if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
                         method, body = "GET", None
                     continue
-                data = await resp.content.read(MAX_FETCH_BODY + 1)
+                head = {"status": resp.status, "url": str(url), "headers": list(resp.headers.items())}
+                if stream:
+                    keep = True
+                    return {**head, "stream": self._open_stream(ext, origin, client, resp)}
+                # StreamReader.read(n) returns what has arrived (at most n), not n bytes: read to EOF.
+                parts, size = [], 0
+                async for chunk in resp.content.iter_any():
+                    parts.append(chunk)
+                    size += len(chunk)
+                    if size > MAX_FETCH_BODY:
+                        break
+                data = b"".join(parts)
                 if len(data) > MAX_FETCH_BODY:
-                    raise PermissionDenied(f"the response of {url} is larger than {MAX_FETCH_BODY} bytes")
-                return {"status": resp.status, "url": str(url), "headers": list(resp.headers.items()),
-                        "body": base64.b64encode(data).decode()}
+                    raise PermissionDenied(f"the response of {url} is larger than {MAX_FETCH_BODY} bytes; use "
+                                           "runtime.fetch(..., stream=True) for large bodies")
+                return {**head, "body": base64.b64encode(data).decode()}
+            finally:
+                if not keep:
+                    await client.close()
         raise PermissionDenied(f"fetch of {url_text} was redirected more than {MAX_REDIRECTS} times")
 

@@ -123,12 +123,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     reg = _profile_registry(profile, args.extension)
     state = profile.path
     examples = _import_demo(reg, state)
+    allow: tuple[str, ...] = ()
+    if args.upstream:  # the ipfs extension's settings file (see handlers/ipfs/README.md)
+        allow = _set_upstreams(reg, state, args.upstream)
     sock = _listen(args.host, args.port)
     if isinstance(sock, str):
         _err(f"protoreg serve: {sock}")
         return EXIT_FAIL
     port = sock.getsockname()[1]
-    session = _dashboard_session(reg, state, port, args.allow_private_networks)
+    session = _dashboard_session(reg, state, port, args.allow_private_networks, allow)
     app = create_app(reg, session=session)
 
     async def close_session(app: Any) -> None:  # a given session is the caller's to close
@@ -165,14 +168,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _dashboard_session(reg: Any, state: Path, port: int, allow_private_networks: bool = False) -> Any:
+def _dashboard_session(reg: Any, state: Path, port: int, allow_private_networks: bool = False,
+                       allow_networks: tuple[str, ...] = ()) -> Any:
     """The gateway's Session: prompts wait for an answer on the dashboard (protoreg.gateway.grants)."""
     from protoreg.permissions import wait_for_dashboard
     from protoreg.session import Session
     from protoreg.worker.config import WorkerConfig
 
-    session = Session(reg, WorkerConfig(state_dir=str(state), allow_private_networks=allow_private_networks),
-                      on_prompt=wait_for_dashboard)
+    config = WorkerConfig(state_dir=str(state), allow_private_networks=allow_private_networks,
+                          allow_networks=allow_networks)
+    session = Session(reg, config, on_prompt=wait_for_dashboard)
     session.permissions.how_to_decide = f"the dashboard at http://localhost:{port}/#grants"
     return session
 
@@ -195,40 +200,108 @@ def _import_demo(reg: object, state: Path) -> dict[str, str]:
     return {"ipfs": f"ipfs://{ipfs_core().cids.v1_base32(report.roots[0])}/"}
 
 
-# -- ipfs -------------------------------------------------------------------------------------------------------
-def cmd_ipfs_import(args: argparse.Namespace) -> int:
-    from protoreg.ipfs_tools import IPFS_BUNDLE, ipfs_core, store_for
+def _set_upstreams(reg: Any, state: Path, urls: Sequence[str]) -> tuple[str, ...]:
+    """Write the ipfs extension's settings; loopback upstreams need the broker to allow 127.0.0.0/8."""
+    import json
+
+    from protoreg.ipfs_tools import data_dir_for
+
+    entry = getattr(reg, "schemes", {}).get("ipfs")
+    if entry is None:
+        return ()
+    data = data_dir_for(entry.extension, state)
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "settings.json").write_text(json.dumps({"upstreams": list(urls)}) + "\n")
+    loopback = any(u.split("://", 1)[-1].startswith(("127.", "localhost", "[::1]")) for u in urls)
+    return ("127.0.0.0/8", "::1/128") if loopback else ()
+
+
+# -- ipns -------------------------------------------------------------------------------------------------------
+def _ipfs_extension_state(args: argparse.Namespace) -> tuple[Any, Path]:
+    from protoreg.ipfs_tools import IPFS_BUNDLE
     from protoreg.registry import Registry
 
-    core = ipfs_core()
-    ext = Registry().install(IPFS_BUNDLE)
-    state = args.profile or args.state_dir  # a profile is a state dir (docs/trust.md)
-    store = store_for(ext, Path(state) if state else _default_state())
-    path = Path(args.car)
-    if not path.is_file():
-        _err(f"protoreg ipfs import: {path} does not exist or is not a file")
-        return EXIT_FAIL
-    total = path.stat().st_size
-    show = total > 8 * 1024 * 1024 or sys.stderr.isatty()
+    state = args.profile or args.state_dir
+    return Registry().install(IPFS_BUNDLE), Path(state) if state else _default_state()
 
-    def progress(pos: int) -> None:
-        if show:
-            sys.stderr.write(f"\r  {pos / total:6.1%} of {total / 2**20:.1f} MiB")
 
+async def _file_chunks(path: Path) -> Any:
     with path.open("rb") as f:
-        try:
-            report = core.car.import_car(f, store, progress)
-        except core.IpfsError as exc:
-            _err(f"protoreg ipfs import: {path}: {exc}")
-            return EXIT_FAIL
-    if show:
-        sys.stderr.write("\n")
-    roots = ", ".join(core.cids.v1_base32(r) for r in report.roots)
-    _out(f"imported {report.blocks} blocks ({report.new_blocks} new, {report.bytes:,} bytes), every one verified")
-    _out(f"roots: {roots}")
-    for r in report.roots:
-        _out(f"  open ipfs://{core.cids.v1_base32(r)}/")
-    return EXIT_OK
+        while chunk := f.read(256 * 1024):
+            yield chunk
+
+
+def _run_extension_command(reg: Any, state: Path, ext_id: str, name: str, argv: Sequence[str],
+                           input_path: Path | None, who: str) -> int:
+    """Run an extension's command in its sandboxed worker (protoreg/commands.py), the input file streamed in."""
+    import asyncio
+
+    from protoreg.commands import run_command
+    from protoreg.session import Session
+
+    if input_path is not None and not input_path.is_file():
+        _err(f"{who}: {input_path} does not exist or is not a file")
+        return EXIT_FAIL
+
+    async def run() -> Any:
+        async with Session(reg, state_dir=str(state)) as session:
+            return await run_command(session, ext_id, name, argv,
+                                     _file_chunks(input_path) if input_path is not None else None)
+
+    try:
+        result = asyncio.run(run())
+    except KeyError as exc:
+        _err(f"{who}: {exc.args[0]}")
+        return EXIT_FAIL
+    from protoreg._text import printable
+
+    # An extension's words reach the user's terminal: no escape sequence or forged line gets through.
+    text = "\n".join(printable(line) for line in result.output.decode("utf-8", "replace").rstrip("\n").split("\n"))
+    if result.ok:
+        _out(text)
+        return EXIT_OK
+    _err(f"{who}: {input_path}: {text}" if input_path is not None else f"{who}: {text}")
+    return EXIT_FAIL
+
+
+def cmd_ipns_import(args: argparse.Namespace) -> int:
+    ext, state = _ipfs_extension_state(args)
+    path = Path(args.record)
+    name = args.name
+    if name is None and path.name.startswith("k51"):
+        name = path.name.split(".", 1)[0].split("_", 1)[0]  # <name>[_variant].ipns-record, as gateways name them
+    argv = ["import", *(["--name", name] if name else [])]
+    return _run_extension_command(_registry_of(ext), state, ext.id, "ipns", argv, path, "protoreg ipns import")
+
+
+def cmd_ipns_publish(args: argparse.Namespace) -> int:
+    ext, state = _ipfs_extension_state(args)
+    argv = ["publish", args.value, "--lifetime", str(args.lifetime), "--ttl", str(args.ttl)]
+    return _run_extension_command(_registry_of(ext), state, ext.id, "ipns", argv, Path(args.key),
+                                  "protoreg ipns publish")
+
+
+def _registry_of(ext: Any) -> Any:
+    from protoreg.registry import Registry
+
+    reg = Registry()
+    reg.install(ext.root)
+    return reg
+
+
+def cmd_ext_run(args: argparse.Namespace) -> int:
+    profile = _profile(args)
+    reg = _profile_registry(profile, args.extension_dir)
+    return _run_extension_command(reg, profile.path, args.ext_id, args.command, args.args,
+                                  Path(args.input) if args.input else None, "protoreg ext run")
+
+
+# -- ipfs -------------------------------------------------------------------------------------------------------
+def cmd_ipfs_import(args: argparse.Namespace) -> int:
+    """Through the ipfs extension's own command, in its sandboxed worker (the CAR streamed in)."""
+    ext, state = _ipfs_extension_state(args)
+    return _run_extension_command(_registry_of(ext), state, ext.id, "ipfs", ["import"], Path(args.car),
+                                  "protoreg ipfs import")
 
 
 def cmd_ipfs_add(args: argparse.Namespace) -> int:
@@ -763,6 +836,8 @@ def _parser() -> argparse.ArgumentParser:
                     "default: the built-in handlers and the demo")
     sp.add_argument("--state-dir", help="deprecated alias of --profile")
     sp.add_argument("--allow-private-networks", action="store_true", help=PRIVATE_HELP)
+    sp.add_argument("--upstream", action="append", metavar="URL",
+                    help="a trustless gateway the ipfs handler fetches missing blocks and records from (repeatable)")
     _profile_option(sp)
     sp = add("fetch", cmd_fetch, "fetch a custom URL through its handler, like curl",
              "protoreg fetch -i web+hello://world/")
@@ -796,6 +871,42 @@ def _parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_ipfs_add)
     sp.add_argument("path")
     sp.add_argument("-o", "--output", help="the CAR to write (default: <name>.car)")
+    ext_p = sub.add_parser("ext", help="run an extension's own commands", parents=[common],
+                           description="Run a command an extension declares in its manifest (\"commands\"), in "
+                                       "its sandboxed worker with its own grants.",
+                           epilog="example: protoreg ext run -i rec.ipns-record ipfs@protoreg ipns import")
+    ext_sub = ext_p.add_subparsers(dest="ext_command", metavar="SUBCOMMAND")
+    ext_p.set_defaults(fn=lambda a: (ext_p.print_help(), EXIT_USAGE)[1])
+    sp = ext_sub.add_parser("run", help="run EXT's command NAME with ARGS", parents=[common],
+                            epilog="example: protoreg ext run -i rec.ipns-record ipfs@protoreg ipns import")
+    sp.set_defaults(fn=cmd_ext_run)
+    sp.add_argument("ext_id")
+    sp.add_argument("command")
+    sp.add_argument("args", nargs=argparse.REMAINDER)
+    sp.add_argument("-i", "--input", help="a file streamed to the command as its input")
+    sp.add_argument("--extension-dir", "-e", action="append", help="install this extension directory first")
+    _profile_option(sp)
+    ipns_p = sub.add_parser("ipns", help="IPNS records for the built-in ipns:// handler", parents=[common],
+                            description="Import or publish signed IPNS records.",
+                            epilog="example: protoreg keygen k.pem && protoreg ipns publish --key k.pem /ipfs/bafy...")
+    ipns_sub = ipns_p.add_subparsers(dest="ipns_command", metavar="SUBCOMMAND")
+    ipns_p.set_defaults(fn=lambda a: (ipns_p.print_help(), EXIT_USAGE)[1])
+    sp = ipns_sub.add_parser("import", help="verify and store an IPNS record", parents=[common],
+                             epilog="example: protoreg ipns import k51....ipns-record")
+    sp.set_defaults(fn=cmd_ipns_import)
+    sp.add_argument("record")
+    sp.add_argument("--name", help="the name (k51...) the record is for (default: from the file name or pubKey)")
+    sp.add_argument("--state-dir", help="deprecated alias of --profile")
+    _profile_option(sp)
+    sp = ipns_sub.add_parser("publish", help="sign a new, higher-sequence record with an ed25519 key",
+                             parents=[common], epilog="example: protoreg ipns publish --key k.pem /ipfs/bafy...")
+    sp.set_defaults(fn=cmd_ipns_publish)
+    sp.add_argument("value", help="/ipfs/<cid>[/path] or /ipns/<name>")
+    sp.add_argument("--key", required=True, help="an ed25519 private key file (protoreg keygen)")
+    sp.add_argument("--lifetime", type=float, default=48, help="hours until the record expires (default 48)")
+    sp.add_argument("--ttl", type=int, default=300, help="seconds readers may cache it (default 300)")
+    sp.add_argument("--state-dir", help="deprecated alias of --profile")
+    _profile_option(sp)
     sp = add("doctor", cmd_doctor, "report Python, dependencies and which sandbox layers this machine offers",
              "protoreg doctor --require landlock --require seccomp")
     sp.add_argument("--require", action="append", metavar="LAYER",

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["IPFS_BUNDLE", "default_state_dir", "ipfs_core", "store_for"]
+__all__ = ["IPFS_BUNDLE", "data_dir_for", "default_state_dir", "ipfs_core", "store_for"]
 
 IPFS_BUNDLE = Path(__file__).resolve().parents[1] / "handlers" / "ipfs"
 DEMO_CAR = IPFS_BUNDLE / "demo-site.car"
@@ -31,6 +31,9 @@ def ipfs_core() -> Any:
     import ipfs_core.dagpb
     import ipfs_core.gateway
     import ipfs_core.importer
+    import ipfs_core.ipns
+    import ipfs_core.network
+    import ipfs_core.redirects
     import ipfs_core.unixfs
 
     return ipfs_core
@@ -44,3 +47,12 @@ def store_for(extension: Any, state_dir: Path) -> Any:
     if data is None:
         raise PermissionError(f"{extension.id} has no data directory: its manifest lacks the 'storage' permission")
     return ipfs_core().blocks.BlockStore(data / "blocks")
+
+
+def data_dir_for(extension: Any, state_dir: Path) -> Path:
+    from protoreg.broker import Broker
+
+    data = Broker(data_root=state_dir / "data").data_dir(extension)
+    if data is None:
+        raise PermissionError(f"{extension.id} has no data directory: its manifest lacks the 'storage' permission")
+    return data

@@ -251,6 +251,31 @@ class BrowserSpecificSettings(BaseModel):
     gecko: Gecko | None = None
 
 
+_COMMAND_NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+
+def _command_name(v: str) -> str:
+    if not _COMMAND_NAME.match(v):
+        raise _fail(f"command name {v!r} must be 1-32 lowercase letters, digits or '-', starting with a letter",
+                    'e.g. "ipns"')
+    return v
+
+
+class Command(BaseModel):
+    """One ``commands`` entry: a host-side command (``protoreg ext run EXT NAME ...``) that runs in the extension's
+    own sandboxed worker with its own grants. Web content can never reach it (it has no scheme)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    script: str = Field(description="Bundle-relative path of the Python script defining async runCommand(command).")
+    description: str = Field("", max_length=200, description="One line shown by protoreg ext commands.")
+
+    @field_validator("script")
+    @classmethod
+    def _script(cls, v: str, info: ValidationInfo) -> str:
+        return _bundle_path(v, info, "command script", python=True)
+
+
 class Manifest(BaseModel):
     """A WebExtension-style manifest with ``protocol_handlers``. Unknown top-level keys are ignored (logged)."""
 
@@ -268,6 +293,9 @@ class Manifest(BaseModel):
         default_factory=list, description="Match patterns of the hosts the handler may fetch.")
     content_security_policy: ContentSecurityPolicy | None = Field(
         None, description="protocol_pages: a CSP added to every response of this extension's schemes.")
+    commands: dict[Annotated[str, AfterValidator(_command_name)], Command] = Field(
+        default_factory=dict, description="Host-side commands (protoreg ext run EXT NAME ARGS): each runs its "
+                                          "script's runCommand in the extension's sandboxed worker.")
     origin_isolation: Literal["extension", "origin"] = Field(
         "extension", description='"origin": one worker process per origin (scheme://host), so a compromised handler '
                                  "serving one origin can't reach another origin's storage or requests; "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import json as _json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from protoreg.errors import PermissionDenied
 
-__all__ = ["FetchResult", "data_dir", "fetch", "storage"]
+__all__ = ["FetchResult", "FetchStream", "data_dir", "fetch", "storage"]
 
 #: Set by the worker when it starts: sends a CALL frame for the request being served and awaits the RESULT.
 _call: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None
@@ -57,12 +57,64 @@ class FetchResult:
         return _json.loads(self.body)
 
 
+class FetchStream:
+    """A brokered fetch whose body is streamed (``runtime.fetch(url, stream=True)``): any size, bounded memory.
+
+    The parent reads the upstream only as fast as this worker pulls (``async for chunk in resp.iter_chunks()``);
+    close it (``await resp.aclose()``, or use ``async with``) when done early, or the parent closes it after
+    60 idle seconds. It holds one of the extension's concurrent-fetch slots while open."""
+
+    def __init__(self, status: int, url: str, headers: list[tuple[str, str]], stream_id: int) -> None:
+        self.status = status
+        self.url = url
+        self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict(headers))
+        self._id: int | None = stream_id
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status <= 299
+
+    async def iter_chunks(self, size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+        try:
+            while self._id is not None:
+                out = await _invoke("fetch.read", {"stream": self._id, "max": size})
+                if out["eof"]:
+                    self._id = None
+                raw = out["data"]
+                data = raw if isinstance(raw, bytes) else base64.b64decode(raw)
+                if data:
+                    yield data
+        finally:
+            await self.aclose()
+
+    async def read(self) -> bytes:
+        return b"".join([c async for c in self.iter_chunks()])
+
+    async def aclose(self) -> None:
+        sid, self._id = self._id, None
+        if sid is not None:
+            await _invoke("fetch.close", {"stream": sid})
+
+    async def __aenter__(self) -> FetchStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
 async def fetch(url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None,
-                body: bytes | str | None = None) -> FetchResult:
-    """Fetch an http(s) URL through the parent; allowed only for the manifest's host_permissions."""
+                body: bytes | str | None = None, stream: bool = False) -> Any:
+    """Fetch an http(s) URL through the parent; allowed only for the manifest's host_permissions.
+
+    Returns a :class:`FetchResult` (body buffered, at most 16 MiB), or with ``stream=True`` a
+    :class:`FetchStream` whose body is pulled in chunks."""
     payload = body.encode() if isinstance(body, str) else body
     out = await _invoke("fetch", {"url": str(url), "method": method, "headers": list((headers or {}).items()),
-                                  "body": base64.b64encode(payload).decode() if payload else None})
+                                  "body": base64.b64encode(payload).decode() if payload else None,
+                                  **({"stream": True} if stream else {})})
+    if stream:
+        return FetchStream(out["status"], out["url"], [tuple(h) for h in out["headers"]],  # type: ignore[misc]
+                           out["stream"])
     return FetchResult(out["status"], out["url"], [tuple(h) for h in out["headers"]],  # type: ignore[misc]
                        base64.b64decode(out["body"]))
 

@@ -154,11 +154,53 @@ async def _bare_host(request: web.Request, target: GatewayTarget) -> web.StreamR
         scheme = unquote(parts[1])
         if scheme in registry.schemes:  # type: ignore[attr-defined]
             rest = parts[3] if len(parts) > 3 else ""
-            host = _cidv0_to_v1(unquote(parts[2])) if scheme in ("ipfs", "ipns") else unquote(parts[2])
+            host = unquote(parts[2])
+            host = _cidv0_to_v1(host) if scheme == "ipfs" else _peer_id_to_name(host) if scheme == "ipns" else host
+            if scheme in ("ipfs", "ipns") and _trustless(request):
+                return await _trustless_path(request, target, scheme, host, rest)
             return _redirect_to_subdomain(registry, f"{scheme}://{host}/{rest}", target)
         return _unknown_scheme(registry, scheme, target)
     return error_page(404, f"Nothing is served at {path} on the dashboard host. Custom sites live at "
                            "http://<host>.<scheme>.localhost:PORT/ or /<scheme>/<host>/path.")
+
+
+# -- trustless gateway path form (issue 15) ------------------------------------------------------------------------
+_TRUSTLESS_TYPES: Final = ("application/vnd.ipld.raw", "application/vnd.ipld.car", "application/vnd.ipfs.ipns-record")
+
+
+def _trustless(request: web.Request) -> bool:
+    """A trustless-gateway request (raw block, CAR, IPNS record): verifiable bytes served as attachments, never
+    rendered, so the path form answers it directly (no origin is involved) instead of redirecting."""
+    if request.query.get("format") in ("raw", "car", "ipns-record"):
+        return True
+    accept = request.headers.get("Accept", "")
+    return bool(accept) and any(t in accept for t in _TRUSTLESS_TYPES)
+
+
+async def _trustless_path(request: web.Request, target: GatewayTarget, scheme: str, host: str,
+                          rest: str) -> web.StreamResponse:
+    registry = request.app[REGISTRY]
+    try:
+        url = registry.resolve(f"{scheme}://{host}/")  # type: ignore[attr-defined]
+    except InvalidURL as exc:
+        return error_page(400, str(exc), url=request.raw_path)
+    query = request.raw_path.partition("?")[2]
+    url = URL.build(scheme=scheme, host=url.raw_host or host, path="/" + rest.partition("?")[0], query_string=query,
+                    encoded=True)
+    return await _proxy(request, target, url)
+
+
+def _peer_id_to_name(host: str) -> str:
+    """A legacy base58 PeerID (``12D3Koo...``, ``Qm...``: case-sensitive) → its libp2p-key CIDv1 in base36, the
+    one form of an IPNS name that survives a DNS label."""
+    if not host.startswith(("12D3Koo", "Qm", "1")):
+        return host
+    try:
+        from multiformats import CID, multibase
+
+        return str(CID("base36", 1, "libp2p-key", multibase.decode("z" + host)))
+    except Exception:
+        return host
 
 
 def _cidv0_to_v1(host: str) -> str:
@@ -227,14 +269,15 @@ async def _request_body(request: web.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _proxy(request: web.Request, target: GatewayTarget) -> web.StreamResponse:
+async def _proxy(request: web.Request, target: GatewayTarget, custom: URL | None = None) -> web.StreamResponse:
     registry = request.app[REGISTRY]
     session = request.app[SESSION]
     try:
-        url = registry.resolve(to_custom_url(target, request.raw_path))  # type: ignore[attr-defined]
+        url = custom or registry.resolve(to_custom_url(target, request.raw_path))  # type: ignore[attr-defined]
     except InvalidURL as exc:
         return error_page(400, str(exc), url=request.raw_path)
-    if url.host != target.host:  # e.g. "123" is the IPv4 host 0.0.0.123: one gateway origin per custom origin
+    # e.g. "123" is the IPv4 host 0.0.0.123: one gateway origin per custom origin
+    if custom is None and url.host != target.host:
         raise web.HTTPMovedPermanently(location=str(_gateway_url(registry, url, target.authority)))
     headers = CIMultiDict((k, v) for k, v in request.headers.items()
                           if k.lower() not in _HOP_BY_HOP and k.lower() != "origin")
@@ -263,6 +306,10 @@ async def _proxy(request: web.Request, target: GatewayTarget) -> web.StreamRespo
             value = _to_browser(registry, value, target.authority)
         headers.add(name, value)
     headers["X-Content-Type-Options"] = "nosniff"
+    if custom is not None:  # a trustless answer on the bare (dashboard) host: never a document with its origin
+        headers.add("Content-Security-Policy", "sandbox; default-src 'none'")
+        if not headers.get("Content-Type", "").startswith(_TRUSTLESS_TYPES):
+            headers["Content-Disposition"] = "attachment"
     # Each origin its own agent cluster: a handler can't opt its pages into document.domain merging.
     headers["Origin-Agent-Cluster"] = "?1"
     if resp.body_complete and request.method != "HEAD":  # small answers: one buffered response

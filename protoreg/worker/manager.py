@@ -142,6 +142,9 @@ class WorkerManager:
                 spec["cgroup_unavailable"] = worker.cgroup_error or "the host did not create a cgroup"
         return {"label": ext.id, "extension": {"id": ext.id, "name": ext.name, "version": ext.version},
                 "handlers": handlers, "window": self.config.window, "sandbox": spec,
+                # Extension commands (protoreg/commands.py): loaded on first use, on a scheme nothing can claim.
+                "commands": {f"protoreg-cmd-{n}": c.script
+                             for n, c in (getattr(ext.manifest, "commands", None) or {}).items()},
                 "bundle_root": str(ext.root), "data_dir": str(data) if (data := self.data_dir(ext)) else None}
 
     async def _start_worker(self, ext: Extension, origin: str | None = None) -> WorkerProcess:

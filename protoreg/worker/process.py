@@ -375,6 +375,15 @@ class WorkerProcess:
         except Exception as exc:
             reply = {"id": call_id, "ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}
         with contextlib.suppress(ConnectionError):
+            value = reply.get("value")
+            if isinstance(value, dict) and isinstance(value.get("data"), bytes):
+                # A binary RESULT (issue 15, streamed fetch bodies): 0x00, JSON length (4 bytes), JSON, raw bytes;
+                # the worker puts the bytes back under "data". Saves base64 both ways.
+                raw = value.pop("data")
+                head = encode_json(reply)
+                self.channel.send(FrameType.RESULT, st.id if st is not None else 0,
+                                  b"\x00" + len(head).to_bytes(4, "big") + head + raw)
+                return
             self.channel.send_json(FrameType.RESULT, st.id if st is not None else 0, reply)
 
     def _on_frame(self, ftype: int, sid: int, payload: bytes) -> None:

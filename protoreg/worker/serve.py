@@ -65,13 +65,23 @@ class WorkerServer:
         self.handlers: dict[str, tuple[str, Handler | None, str | None]] = {}
         for scheme, script in config["handlers"].items():
             self.handlers[scheme] = (script, *self._load(scheme, script))
+        self.commands: dict[str, str] = config.get("commands") or {}  # protoreg/commands.py: loaded when first run
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.calls: dict[int, asyncio.Future[Any]] = {}
         self._next_call = 1
         self.channel: Channel | None = None
         self.done = asyncio.get_running_loop().create_future()
 
-    def _load(self, scheme: str, script: str) -> tuple[Handler | None, str | None]:
+    def _load(self, scheme: str, script: str, attr: str = "handleRequest") -> tuple[Handler | None, str | None]:
+        if attr != "handleRequest":  # an extension command (protoreg/commands.py)
+            try:
+                module = load_script(self.finder, script, f"_protoreg_command_{scheme.replace('-', '_')}")
+            except BaseException as exc:
+                return None, f"command script {script} failed to load: {_describe_exception(exc, self.label)}"
+            fn = getattr(module, attr, None)
+            if fn is None or not inspect.iscoroutinefunction(fn):
+                return None, f"command script {script} must define `async def {attr}(command)`"
+            return fn, None
         name = f"_protoreg_handler_{scheme.replace('+', '_')}"
         try:
             module = load_script(self.finder, script, name)
@@ -101,7 +111,13 @@ class WorkerServer:
             self.channel.close_inbound(stream, ConnectionAbortedError("request aborted by the client"))
             self.channel.close_outbound(stream)
         elif ftype == FrameType.RESULT:
-            msg = decode_json(payload, limit=64 << 20)
+            if payload[:1] == b"\x00":  # binary RESULT: its bytes go back under value["data"] (issue 15)
+                n = int.from_bytes(payload[1:5], "big")
+                msg = decode_json(payload[5:5 + n])
+                if isinstance(msg.get("value"), dict):
+                    msg["value"]["data"] = payload[5 + n:]
+            else:
+                msg = decode_json(payload, limit=64 << 20)
             fut = self.calls.pop(msg.get("id", -1), None)
             if fut is not None and not fut.done():
                 if msg.get("ok"):
@@ -137,6 +153,9 @@ class WorkerServer:
         channel = self.channel
         assert channel is not None
         url = URL(head["url"], encoded=True)
+        if url.scheme not in self.handlers and url.scheme in self.commands:
+            self.handlers[url.scheme] = (self.commands[url.scheme],
+                                         *self._load(url.scheme, self.commands[url.scheme], "runCommand"))
         script, handler, load_error = self.handlers.get(url.scheme, ("?", None, f"no handler for {url.scheme}"))
         started = False
         iterator: Any = None

@@ -22,6 +22,18 @@ async def handleRequest(request):
         if request.url.path == "/fetch":
             r = await runtime.fetch(q["url"])
             return Response.json({"status": r.status, "body": r.text(), "url": r.url})
+        if request.url.path == "/stream":
+            import hashlib
+            r = await runtime.fetch(q["url"], stream=True)
+            h, n, pieces = hashlib.sha256(), 0, 0
+            async for chunk in r.iter_chunks():
+                h.update(chunk)
+                n += len(chunk)
+                pieces += 1
+                if "stop" in q and n >= int(q["stop"]):
+                    await r.aclose()
+                    break
+            return Response.json({"status": r.status, "sha": h.hexdigest(), "n": n, "pieces": pieces})
         if request.url.path == "/set":
             await runtime.storage.set(q["key"], q["value"])
             return Response.json({"ok": True})
@@ -51,7 +63,17 @@ async def upstream():
         hits.append(request.path)
         raise web.HTTPFound(request.query["to"])
 
+    async def big(request):
+        hits.append(request.path)
+        out = web.StreamResponse()
+        await out.prepare(request)
+        for i in range(40):  # 40 MiB: over the buffered limit
+            await out.write(bytes([i]) * (1 << 20))
+        await out.write_eof()
+        return out
+
     app = web.Application()
+    app.router.add_get("/big", big)
     app.router.add_get("/ok", ok)
     app.router.add_get("/bounce", bounce)
     runner = web.AppRunner(app)
@@ -164,3 +186,23 @@ async def test_an_uncaught_denial_names_its_type_once(tmp_path):
         message = str(resp.error)
     assert resp.status >= 500 and "tried to fetch https://not-granted.example/" in message
     assert message.count("PermissionDenied") == 1, message
+
+
+async def test_streamed_fetch_bodies_of_any_size_with_bounded_pieces(tmp_path, upstream):
+    import hashlib
+
+    port, hits = upstream
+    reg = protoreg.Registry()
+    install(reg, tmp_path, "streams", host_permissions=["http://127.0.0.1/*"])
+    expect = hashlib.sha256(b"".join(bytes([i]) * (1 << 20) for i in range(40))).hexdigest()
+    async with protoreg.Session(reg, allow_private_networks=True) as s:
+        status, out = await get(s, f"web+streams://x/stream?url=http://127.0.0.1:{port}/big")
+        assert (status, out["status"], out["n"], out["sha"]) == (200, 200, 40 << 20, expect)
+        assert out["pieces"] >= 40  # pulled in pieces of at most 1 MiB
+        status, buffered = await get(s, f"web+streams://x/fetch?url=http://127.0.0.1:{port}/big")
+        assert status == 500 or "larger than" in json.dumps(buffered)
+        # closing early frees the fetch slot: many early-closed streams in a row never hit the concurrency limit
+        for _ in range(20):
+            status, out = await get(s, f"web+streams://x/stream?url=http://127.0.0.1:{port}/big&stop=1")
+            assert status == 200 and out["n"] >= 1
+        assert s.broker._streams == {} and s.broker._fetching == {}

@@ -16,6 +16,10 @@ class BlockNotFound(IpfsError):
     status = 404
 
 
+class NoSuchPath(BlockNotFound):
+    """The DAG is here, but the path names nothing in it (where ``_redirects`` rules apply)."""
+
+
 class CorruptBlock(IpfsError):
     status = 502
 

@@ -29,9 +29,11 @@ class BlockStore:
     def has(self, cid: CID) -> bool:
         return is_identity(cid) or self._path(cid).exists()
 
-    def put(self, cid: CID, data: bytes) -> bool:
-        """Store a verified block; False if it was already there. Raises CorruptBlock for a mismatch."""
-        verify(cid, data)
+    def put(self, cid: CID, data: bytes, *, verified: bool = False) -> bool:
+        """Store a verified block; False if it was already there. Raises CorruptBlock for a mismatch.
+        ``verified=True`` skips the hash when the caller has just checked it (``get`` checks again anyway)."""
+        if not verified:
+            verify(cid, data)
         if is_identity(cid):
             return False
         path = self._path(cid)

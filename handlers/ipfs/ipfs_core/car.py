@@ -12,7 +12,7 @@ from multiformats import CID
 
 from ipfs_core import CorruptBlock, InvalidCID, IpfsError, MalformedNode
 from ipfs_core.blocks import BlockStore
-from ipfs_core.cids import MAX_BLOCK, checked, v1_base32
+from ipfs_core.cids import MAX_BLOCK, checked, cid_bytes, v1_base32
 from ipfs_core.dagpb import read_varint, varint
 
 PRAGMA_V2 = bytes.fromhex("0aa16776657273696f6e02")
@@ -307,5 +307,5 @@ def write_car(roots: Iterable[CID], blocks: Iterable[tuple[CID, bytes]]) -> Iter
     header = encode_header(roots)
     yield varint(len(header)) + header
     for cid, data in blocks:
-        raw = bytes(cid)
+        raw = cid_bytes(cid)
         yield varint(len(raw) + len(data)) + raw + data

@@ -63,6 +63,12 @@ def _hash_info(cid: CID) -> tuple[str, bytes, bytes]:
     return cid.hashfun.name, bytes(cid.raw_digest), bytes(cid.digest)
 
 
+@functools.lru_cache(maxsize=65536)
+def cid_bytes(cid: CID) -> bytes:
+    """The binary CID, cached (multiformats type-checks every call)."""
+    return bytes(cid)
+
+
 def digest_matches(cid: CID, data: bytes) -> bool:
     name, raw, full = _hash_info(cid)
     if name == "sha2-256":

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from html import escape
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from multiformats import CID
 
-from ipfs_core import BlockNotFound, InvalidCID, IpfsError
+from ipfs_core import BlockNotFound, InvalidCID, IpfsError, NoSuchPath, redirects
 from ipfs_core.blocks import BlockStore
 from ipfs_core.car import write_car
-from ipfs_core.cids import is_identity, parse_cid, v1_base32
+from ipfs_core.cids import _hash_info, is_identity, parse_cid, v1_base32
 from ipfs_core.unixfs import Entry, UnixFS, symlink_target
 
 IMMUTABLE = "public, max-age=29030400, immutable"
@@ -205,13 +205,57 @@ def _listing(fs: UnixFS, entry: Entry, url_path: str, ipfs_path: str) -> bytes:
         "<table><tr><th>Name</th><th class=size>Size</th><th class=cid>CID</th></tr>" + "".join(rows) + "</table>"))
 
 
-def _car_blocks(fs: UnixFS, trail: list[CID]) -> Iterator[tuple[CID, bytes]]:
-    """Per the trustless gateway spec: the blocks that verify the path from the root, then the whole DAG under the
-    path's end, depth-first, each block once, identity CIDs left out (their bytes are in the CID)."""
+def _pieces(parts: Iterator[bytes], size: int = 256 * 1024) -> Iterator[bytes]:
+    """Re-cut a stream into pieces of exactly ``size`` (the last one shorter): a CAR section is a block plus a few
+    bytes, which would otherwise cost a second, tiny frame per block on the way out."""
+    buf = bytearray()
+    for part in parts:
+        buf += part
+        while len(buf) >= size:
+            yield bytes(buf[:size])
+            del buf[:size]
+    if buf:
+        yield bytes(buf)
+
+
+def _entity_bytes(value: str, size: int) -> tuple[int, int]:
+    """``entity-bytes=from:to`` (trustless gateway spec): inclusive, negative counts from the end, ``*`` is the end;
+    returns [start, end) clamped to the file. Raises ValueError for a malformed value."""
+    lo_text, sep, hi_text = value.partition(":")
+    if not sep:
+        raise ValueError(value)
+    lo = int(lo_text)
+    start = max(0, size + lo) if lo < 0 else min(lo, size)
+    if hi_text == "*":
+        end = size
+    else:
+        hi = int(hi_text)
+        end = max(0, size + hi + 1) if hi < 0 else min(hi + 1, size)
+        if hi >= 0 and hi < lo:
+            raise ValueError(value)
+    return start, max(start, end)
+
+
+def _car_blocks(fs: UnixFS, trail: list[CID], entry: Entry, scope: str = "all",
+                byte_range: tuple[int, int] | None = None) -> Iterator[tuple[CID, bytes]]:
+    """Per the trustless gateway spec: the blocks that verify the path from the root (``trail``: every block the
+    path walk read, HAMT sub-shards included), then the path's end in the
+    requested ``dag-scope`` (block: its own block; entity: a file's blocks (within ``entity-bytes``) or a
+    directory's node and HAMT shards; all: the whole DAG under it), depth-first, each block once, identity CIDs
+    left out (their bytes are in the CID)."""
     seen: set[bytes] = set()
     path_blocks = ((cid, fs.store.get(cid)) for cid in trail[:-1])
-    for cid, data in itertools.chain(path_blocks, fs.walk(trail[-1])):
-        key = bytes(cid.digest)
+    if scope == "block":
+        tail: Iterator[tuple[CID, bytes]] = iter([(trail[-1], fs.store.get(trail[-1]))])
+    elif scope == "entity" and entry.kind == "file":
+        start, end = byte_range if byte_range is not None else (0, entry.size)
+        tail = fs.range_blocks(entry, start, end)
+    elif scope == "entity":
+        tail = fs.entity_blocks(entry)
+    else:
+        tail = fs.walk(trail[-1])
+    for cid, data in itertools.chain(path_blocks, tail):
+        key = _hash_info(cid)[2]
         if key not in seen and not is_identity(cid):
             seen.add(key)
             yield cid, data
@@ -237,8 +281,47 @@ def respond(store: BlockStore, method: str, host: str, path: str, query: dict[st
     return res
 
 
+def _redirect_rules(fs: UnixFS, root: CID) -> list[redirects.Rule] | None:
+    """The root directory's ``_redirects`` rules, None without one. Every ipfs:// and ipns:// origin is one root
+    (origin isolation), so the file always applies to requests for content (never to raw/CAR/record responses)."""
+    key = _hash_info(root)[2]
+    if key in _RULES:
+        return _RULES[key]
+    entry = fs.load(root)
+    if entry.kind != "directory":
+        return None
+    cid = fs.lookup(entry, "_redirects")
+    if cid is None:
+        return None
+    f = fs.load(cid)
+    if f.kind != "file":
+        raise redirects.RedirectsError("_redirects is not a file")
+    if f.size > redirects.MAX_SIZE:
+        raise redirects.RedirectsError(f"the file is {f.size} bytes, over the {redirects.MAX_SIZE}-byte limit")
+    rules = redirects.parse(b"".join(fs.read(f)))
+    if len(_RULES) > 256:
+        _RULES.clear()
+    _RULES[key] = rules  # a root's rules never change: it is content-addressed
+    return rules
+
+
+_RULES: dict[bytes, list[redirects.Rule] | None] = {}
+
+
+def _apply_redirect(fs: UnixFS, store: BlockStore, method: str, host: str, query: dict[str, str],
+                    headers: dict[str, str], rule: redirects.Rule, target: str) -> GatewayResponse:
+    if rule.status in (301, 302, 303, 307, 308):
+        return GatewayResponse(rule.status, [("Location", target), ("Content-Length", "0")], b"")
+    path = target.split("?", 1)[0]
+    res = _respond(fs, store, method, host, quote(path), {}, headers, use_redirects=False)
+    if res.status == 200 and rule.status != 200:
+        res.status = rule.status  # the page (with its own ETag) under the rule's status, not cached for a year
+        res.headers = [(k, v) for k, v in res.headers if k.lower() != "cache-control"]
+    return res
+
+
 def _respond(fs: UnixFS, store: BlockStore, method: str, host: str, path: str, query: dict[str, str],
-             headers: dict[str, str]) -> GatewayResponse:
+             headers: dict[str, str], use_redirects: bool = True) -> GatewayResponse:
     try:
         root = parse_cid(host)
     except InvalidCID as exc:
@@ -257,8 +340,20 @@ def _respond(fs: UnixFS, store: BlockStore, method: str, host: str, path: str, q
                                "application/vnd.ipld.raw or application/vnd.ipld.car")
     if "only-if-cached" in headers.get("cache-control", "") and not store.has(root):
         return _error(412, f"{v1_base32(root)} is not in the local block store and the request said only-if-cached")
+    rules = None
+    if fmt is None and use_redirects:
+        rules = _redirect_rules(fs, root)  # raises RedirectsError (a 500 that says so)
+        hit = redirects.find(rules, unquote(path) or "/", forced_only=True) if rules else None
+        if hit is not None:
+            return _apply_redirect(fs, store, method, host, query, headers, *hit)
+    proof: list[CID] = []
     try:
-        entry, trail = fs.resolve(root, path)
+        entry, trail = fs.resolve(root, path, proof)
+    except NoSuchPath as exc:
+        hit = redirects.find(rules, unquote(path) or "/") if rules else None
+        if hit is not None:
+            return _apply_redirect(fs, store, method, host, query, headers, *hit)
+        return _error(404, str(exc))
     except BlockNotFound as exc:
         return _error(404, str(exc))
     except IpfsError as exc:
@@ -268,7 +363,11 @@ def _respond(fs: UnixFS, store: BlockStore, method: str, host: str, path: str, q
               ("Cache-Control", IMMUTABLE)]
     etag_base = v1_base32(entry.cid)
     if fmt is not None:
-        etag = f'"{etag_base}.{fmt}"'
+        variant = ""
+        if fmt == "car" and ("dag-scope" in query or "entity-bytes" in query):  # another set of blocks, another tag
+            variant = "." + hashlib.sha256(f"{query.get('dag-scope')}|{query.get('entity-bytes')}".encode()
+                                           ).hexdigest()[:12]
+        etag = f'"{etag_base}.{fmt}{variant}"'
         common += [("ETag", etag), ("X-Content-Type-Options", "nosniff"), ("Vary", "Accept")]
         if _not_modified(headers.get("if-none-match"), (etag,)):
             return GatewayResponse(304, common)
@@ -277,7 +376,18 @@ def _respond(fs: UnixFS, store: BlockStore, method: str, host: str, path: str, q
             data = store.get(entry.cid)
             return GatewayResponse(200, [*common, ("Content-Type", _FORMATS["raw"]), disposition,
                                          ("Content-Length", str(len(data)))], b"" if method == "HEAD" else data)
-        body = write_car([root], _car_blocks(fs, trail))
+        scope = query.get("dag-scope", "all")
+        if scope not in ("block", "entity", "all"):
+            return _error(400, f"unsupported dag-scope={scope}; use block, entity or all")
+        byte_range = None
+        if "entity-bytes" in query:
+            if scope != "entity":
+                return _error(400, "entity-bytes only applies with dag-scope=entity")
+            try:
+                byte_range = _entity_bytes(query["entity-bytes"], entry.size) if entry.kind == "file" else None
+            except ValueError:
+                return _error(400, f"entity-bytes={query['entity-bytes']} is not from:to (integers, to may be *)")
+        body = _pieces(write_car([root], _car_blocks(fs, proof, entry, scope, byte_range)))
         return GatewayResponse(200, [*common, ("Content-Type", _FORMATS["car"] + "; version=1; order=dfs; dups=n"),
                                      disposition], iter(()) if method == "HEAD" else body)
     etag = f'"{etag_base}"'

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 import mmh3
 from multiformats import CID
 
-from ipfs_core import BlockNotFound, MalformedNode
+from ipfs_core import MalformedNode, NoSuchPath
 from ipfs_core.blocks import BlockStore
 from ipfs_core.cids import decode_link, v1_base32
 from ipfs_core.dagpb import DIRECTORY, FILE, HAMT_SHARD, RAW, SYMLINK, PBNode, UnixFSData, decode_node, decode_unixfs
@@ -49,9 +49,13 @@ def hamt_hash(name: str) -> bytes:
 class UnixFS:
     def __init__(self, store: BlockStore) -> None:
         self.store = store
+        self._proof: list[CID] | None = None
 
     def load(self, cid: CID) -> Entry:
-        data = self.store.get(cid)
+        return self.from_block(cid, self.store.get(cid))
+
+    def from_block(self, cid: CID, data: bytes) -> Entry:
+        """The entry of a verified block."""
         codec = cid.codec.name
         if codec == "raw" or (codec == "identity"):
             return Entry(cid, "file", len(data), data=data)
@@ -77,19 +81,28 @@ class UnixFS:
         raise MalformedNode(f"UnixFS type {u.type} of {cid} can't be served")
 
     # -- paths --------------------------------------------------------------------------------------------------
-    def resolve(self, root: CID, path: str) -> tuple[Entry, list[CID]]:
-        """Walk ``path`` (percent-encoded segments) from ``root``; returns the entry and the CIDs along the way."""
+    def resolve(self, root: CID, path: str, proof: list[CID] | None = None) -> tuple[Entry, list[CID]]:
+        """Walk ``path`` (percent-encoded segments) from ``root``; returns the entry and the CIDs along the way.
+        ``proof``, if given, gets every block the walk read, in order (HAMT sub-shards included): what a trustless
+        client needs to verify the path."""
         entry = self.load(root)
         trail = [root]
+        self._proof = proof
+        if proof is not None:
+            proof.append(root)
         for raw_segment in [s for s in path.split("/") if s]:
             name = unquote(raw_segment)
             if entry.kind != "directory":
-                raise BlockNotFound(f"{'/'.join(str(c) for c in trail)}: not a directory, can't look up {name!r}")
+                raise NoSuchPath(f"{'/'.join(str(c) for c in trail)}: not a directory, can't look up {name!r}")
             child = self.lookup(entry, name)
             if child is None:
-                raise BlockNotFound(f"no entry named {name!r} in directory {v1_base32(entry.cid)}")
+                self._proof = None
+                raise NoSuchPath(f"no entry named {name!r} in directory {v1_base32(entry.cid)}")
             entry = self.load(child)
             trail.append(child)
+            if proof is not None:
+                proof.append(child)
+        self._proof = None
         return entry, trail
 
     def lookup(self, directory: Entry, name: str) -> CID | None:
@@ -119,6 +132,8 @@ class UnixFS:
             if len(link.name) == pad:  # a sub-shard
                 child = decode_link(link.hash)
                 sub = decode_node(self.store.get(child))
+                if getattr(self, "_proof", None) is not None:
+                    self._proof.append(child)  # type: ignore[union-attr]
                 if sub.data is None:
                     raise MalformedNode(f"HAMT sub-shard {child} has no data")
                 return self._hamt_lookup(sub, decode_unixfs(sub.data), name, digest, depth + 1)
@@ -184,6 +199,36 @@ class UnixFS:
                 raise MalformedNode(f"file node {v1_base32(entry.cid)} says its child {v1_base32(child.cid)} holds "
                                     f"{size} bytes, but it holds {child.size}")
             yield from self._read(child, max(0, start - lo), min(size, end - lo), depth + 1)
+
+    def range_blocks(self, entry: Entry, start: int, end: int,
+                     raw: bytes | None = None) -> Iterator[tuple[CID, bytes]]:
+        """The blocks of a file that bytes [start, end) need, with the nodes above them, depth-first
+        (``dag-scope=entity`` with ``entity-bytes``); the root block always comes first."""
+        yield entry.cid, raw if raw is not None else self.store.get(entry.cid)
+        if entry.node is None or entry.unixfs is None:
+            return
+        offset = len(entry.unixfs.data or b"")
+        for link, size in zip(entry.node.links, entry.unixfs.blocksizes, strict=True):
+            lo, hi = offset, offset + size
+            offset = hi
+            if hi <= start or lo >= end:
+                if lo >= end:
+                    break
+                continue
+            child = decode_link(link.hash)
+            data = self.store.get(child)
+            yield from self.range_blocks(self.from_block(child, data), max(0, start - lo), min(size, end - lo), data)
+
+    def entity_blocks(self, entry: Entry) -> Iterator[tuple[CID, bytes]]:
+        """``dag-scope=entity`` for a non-file: the node, and for a HAMT directory all of its shard blocks (not the
+        entries' own blocks)."""
+        yield entry.cid, self.store.get(entry.cid)
+        if entry.kind == "directory" and entry.unixfs is not None and entry.unixfs.type == HAMT_SHARD:
+            assert entry.node is not None
+            pad = len(f"{(entry.unixfs.fanout or 256) - 1:X}")
+            for link in entry.node.links:
+                if link.name is not None and len(link.name) == pad:
+                    yield from self.entity_blocks(self.load(decode_link(link.hash)))
 
     def walk(self, root: CID) -> Iterator[tuple[CID, bytes]]:
         """Every block of the DAG under ``root`` (depth-first, each once), for CAR export."""

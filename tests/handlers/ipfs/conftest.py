@@ -17,6 +17,19 @@ def car(name: str) -> Path:
     return conformance_path("ipfs", name)
 
 
+def import_record(extension, state: Path, raw: bytes, name_text: str):
+    """Verify a record and put it where the ipns:// handler reads it (tests only; users go through the
+    extension's own command: protoreg ipns import)."""
+    from protoreg.ipfs_tools import data_dir_for
+
+    name, _ = core.ipns.parse_name(name_text)
+    record = core.ipns.verify_record(name, raw)
+    path = data_dir_for(extension, state) / "ipns" / f"{name.text}.ipns-record"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw)
+    return record
+
+
 @pytest.fixture
 def store(tmp_path):
     return core.blocks.BlockStore(tmp_path / "blocks")

@@ -280,3 +280,55 @@ def test_a_listing_shows_each_file_size_not_its_dag_size_and_wraps_cids(own, tmp
     assert '<td class=size title="5 bytes">5 B</td>' in text
     assert '<a class="dir" href="/sub">sub</a>' in text and "3 entries" in text
     assert "word-break:break-all" in text and "<script" not in text
+
+
+def _car_cids(body: bytes) -> list[str]:
+    reader = core.car.CarReader.open(io.BytesIO(body))
+    return [core.cids.v1_base32(c) for c, _, _ in reader.blocks()]
+
+
+def test_car_dag_scopes_block_entity_all(gw):
+    multi = gw(f"ipfs://{DIR}/multiblock.txt?format=raw")[2]
+    node = core.dagpb.decode_node(multi)
+    leaves = [core.cids.v1_base32(core.cids.decode_link(link.hash)) for link in node.links]
+    file_cid = core.cids.v1_base32(core.cids.dagpb_cid(multi))
+    _, h_block, block = gw(f"ipfs://{DIR}/multiblock.txt?format=car&dag-scope=block")
+    assert _car_cids(block) == [DIR, file_cid]
+    _, h_entity, entity = gw(f"ipfs://{DIR}/multiblock.txt?format=car&dag-scope=entity")
+    assert _car_cids(entity) == [DIR, file_cid, *leaves]
+    assert h_block["ETag"] != h_entity["ETag"]
+    # a directory's entity is its own node (not its children); all is the whole DAG
+    assert _car_cids(gw(f"ipfs://{DIR}/?format=car&dag-scope=entity")[2]) == [DIR]
+    assert len(_car_cids(gw(f"ipfs://{DIR}/?format=car&dag-scope=all")[2])) == 9
+    assert gw(f"ipfs://{DIR}/?format=car&dag-scope=nope")[0] == 400
+
+
+@pytest.mark.parametrize("spec, chunks", [("0:255", [0]), ("256:511", [1]), ("250:260", [0, 1]),
+                                          ("-3:*", [3, 4]), ("-2:*", [4]), ("1000:*", [3, 4]), ("0:*", [0, 1, 2, 3, 4]),
+                                          ("-1030:-1000", [0])])
+def test_car_entity_bytes_selects_the_chunks_a_range_needs(gw, spec, chunks):
+    multi = gw(f"ipfs://{DIR}/multiblock.txt?format=raw")[2]
+    node = core.dagpb.decode_node(multi)
+    leaves = [core.cids.v1_base32(core.cids.decode_link(link.hash)) for link in node.links]
+    assert len(leaves) == 5  # 4 x 256 B + 2 B
+    status, _, body = gw(f"ipfs://{DIR}/multiblock.txt?format=car&dag-scope=entity&entity-bytes={spec}")
+    assert status == 200
+    assert _car_cids(body)[2:] == [leaves[i] for i in chunks]
+
+
+def test_car_entity_bytes_errors(gw):
+    assert gw(f"ipfs://{DIR}/multiblock.txt?format=car&dag-scope=all&entity-bytes=0:1")[0] == 400
+    assert gw(f"ipfs://{DIR}/multiblock.txt?format=car&dag-scope=entity&entity-bytes=5:1")[0] == 400
+    assert gw(f"ipfs://{DIR}/multiblock.txt?format=car&dag-scope=entity&entity-bytes=x")[0] == 400
+
+
+def test_a_car_for_a_path_through_a_hamt_carries_its_sub_shards(gw, tmp_path):
+    hamt = "bafybeidbclfqleg2uojchspzd4bob56dqetqjsj27gy2cq3klkkgxtpn4i"
+    name = core.unixfs.UnixFS(gw.store).list(core.unixfs.UnixFS(gw.store).load(CID.decode(hamt)))[500].name
+    status, _, body = gw(f"ipfs://{hamt}/{name}?format=car&dag-scope=block")
+    assert status == 200
+    other = core.blocks.BlockStore(tmp_path / "hamt-proof")
+    core.car.import_car(io.BytesIO(body), other)
+    entry, _ = core.unixfs.UnixFS(other).resolve(CID.decode(hamt), name)  # verifiable offline: shards included
+    assert entry.cid is not None
+    assert len(_car_cids(body)) >= 3  # root shard, at least one sub-shard, the file's block
