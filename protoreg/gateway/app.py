@@ -255,7 +255,7 @@ def _to_browser(registry: Any, value: str, authority: str) -> str:
         url = URL(value)
     except ValueError:
         return value
-    if url.scheme in registry.schemes and url.host:
+    if url.scheme in registry.schemes and url.raw_host:
         try:
             out = str(_gateway_url(registry, url, authority))
         except (InvalidURL, ValueError):
@@ -277,7 +277,7 @@ async def _proxy(request: web.Request, target: GatewayTarget, custom: URL | None
     except InvalidURL as exc:
         return error_page(400, str(exc), url=request.raw_path)
     # e.g. "123" is the IPv4 host 0.0.0.123: one gateway origin per custom origin
-    if custom is None and url.host != target.host:
+    if custom is None and url.raw_host != target.host:
         raise web.HTTPMovedPermanently(location=str(_gateway_url(registry, url, target.authority)))
     headers = CIMultiDict((k, v) for k, v in request.headers.items()
                           if k.lower() not in _HOP_BY_HOP and k.lower() != "origin")

@@ -153,10 +153,11 @@ def parse_host_header(value: str, suffix: str = "localhost") -> GatewayTarget | 
 
 def to_gateway_url(url: URL, authority: str, owner: str, *, base_scheme: str = "http") -> URL:
     """``ipfs://cid/a?b`` served by ``owner`` → ``http://cid.ipfs.s….localhost:8080/a?b`` (raises LabelTooLong)."""
-    if not url.host:
+    raw = url.raw_host  # the ASCII (punycode) host as WHATWG produced it; yarl's .host IDNA-decodes and can fail
+    if not raw:
         raise InvalidURL(str(url), "a URL without a host has no gateway origin")
-    host = (f"{encode_host_label(url.host)}.{encode_scheme_label(url.scheme)}."
-            f"{site_label(owner, url.scheme, url.host)}.{authority}")
+    host = (f"{encode_host_label(raw)}.{encode_scheme_label(url.scheme)}."
+            f"{site_label(owner, url.scheme, raw)}.{authority}")
     rest = url.raw_path_qs + (f"#{url.raw_fragment}" if url.raw_fragment else "")
     return URL(f"{base_scheme}://{host}{rest}", encoded=True)
 

@@ -297,3 +297,12 @@ async def test_dashboard_shows_both_trust_facts_readable_utc_audit_times_and_a_f
     icon = await client.get("/_protoreg/favicon.svg", headers={"Host": "localhost:8080"})
     assert icon.status == 200 and icon.headers["Content-Type"] == "image/svg+xml"
     assert (await icon.text()).startswith("<svg") and "sandbox" in icon.headers["Content-Security-Policy"]
+
+
+async def test_hosts_yarl_can_not_idna_decode_still_get_a_gateway_origin(client):
+    resp = await client.get("/?uri=web%2Bsite%3A%2F%2Fa.b.c.xn--pokxncvks%2F", headers={"Host": "localhost:8080"},
+                            allow_redirects=False)
+    assert resp.status == 301 and resp.headers["Location"].startswith("http://i--a-2eb-2ec-2exn-2d-2dpokxncvks.")
+    moved = resp.headers["Location"].split("/")[2]
+    page = await client.get("/echo", headers={"Host": moved})
+    assert page.status == 200 and (await page.json())["url"] == "web+site://a.b.c.xn--pokxncvks/echo"
