@@ -163,7 +163,7 @@ async def upstream():
         ports.append(site._server.sockets[0].getsockname()[1])
 
     async def redirect(request):
-        return web.HTTPFound(f"http://127.0.0.1:{ports[1]}/echo")
+        raise web.HTTPFound(f"http://127.0.0.1:{ports[1]}/echo")
 
     apps[0].router._frozen = False
     apps[0].router.add_get("/redirect", redirect)
