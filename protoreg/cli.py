@@ -51,8 +51,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         for p in exc.problems:
             _err(f"  {p}")
         return EXIT_FAIL
+    from protoreg.lint import lint
+
     findings = infer(files, manifest)
-    result = "OK" if not findings else "problems found"
+    lints = lint(args.directory, manifest, files)
+    errors = [x for x in lints if x.severity == "error"]
+    warnings = [x for x in lints if x.severity == "warning"]
+    failed = bool(findings or errors or (args.strict and warnings))
+    result = "problems found" if failed else "OK"
+    if warnings and not failed:
+        result += f" with {len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
     _out(f"{args.directory}: {result}: {manifest.name} {manifest.version} (id {manifest.id}, code {digest[:12]})")
     for h in manifest.protocol_handlers:
         how = f"script {h.uriHandlerScript}" if h.uriHandlerScript else f"redirects to {h.uriTemplate}"
@@ -67,8 +75,47 @@ def cmd_check(args: argparse.Namespace) -> int:
         _err(f"{args.directory}: problems found: the code appears to use {len(findings)} capabilit"
              f"{'y' if len(findings) == 1 else 'ies'} the manifest does not grant:")
         for finding in findings:
-            _err(f"  {finding}")
+            _err(f"  error [ungranted-capability] {finding}")
+    for title, group in (("errors", errors), ("warnings", warnings)):
+        if group:
+            _err(f"{args.directory}: {len(group)} {title[:-1] if len(group) == 1 else title}:")
+            for x in group:
+                _err(f"  {x}")
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+# -- new, pack ---------------------------------------------------------------------------------------------------
+def cmd_new(args: argparse.Namespace) -> int:
+    from protoreg.scaffold import scaffold
+
+    written = scaffold(args.directory, args.scheme, args.template, ext_id=args.id, name=args.name)
+    _out(f"created {args.directory} ({args.template} template for {args.scheme}://):")
+    for path in written:
+        _out(f"  {path.relative_to(args.directory).as_posix()}")
+    _out(f"next: protoreg check {args.directory} && protoreg serve -e {args.directory} --reload")
+    return EXIT_OK
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from protoreg import bundles
+
+    try:
+        data = bundles.pack(args.directory)
+    except ManifestError as exc:
+        _err(f"{exc.source}: problems found: {len(exc.problems)}")
+        for p in exc.problems:
+            _err(f"  {p}")
         return EXIT_FAIL
+    b = bundles.parse(data)
+    out = Path(args.output or f"{b.id.split('@')[0]}-{b.version}.protoreg")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+    _out(f"packed {b.id} {b.version} into {out} ({len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()})")
+    for path, content in sorted(b.files.items()):
+        _out(f"  {hashlib.sha256(content).hexdigest()}  {len(content):>9}  {path}")
     return EXIT_OK
 
 
@@ -823,10 +870,24 @@ def _parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    sp = add("check", cmd_check, "validate an extension directory: every manifest problem, and capabilities the "
-             "code appears to use without a grant",
+    sp = add("check", cmd_check, "validate an extension directory: every manifest problem, capabilities the code "
+             "appears to use without a grant, and lint rules (errors exit 1; warnings exit 0 unless --strict)",
              "protoreg check examples/hello-scheme")
     sp.add_argument("directory", help="the extension directory (containing manifest.json)")
+    sp.add_argument("--strict", action="store_true", help="exit 1 on warnings too (unused grants, moot CSP)")
+    sp = add("new", cmd_new, "create a working extension: manifest, handler, SVG icon, a pytest test and a README",
+             "protoreg new notes --scheme web+notes --template basic")
+    sp.add_argument("directory", help="the directory to create (missing or empty)")
+    sp.add_argument("--scheme", required=True, help="web+NAME or ext+NAME (lowercase letters)")
+    sp.add_argument("--template", default="basic", choices=["basic", "streaming", "sandboxed"],
+                    help="basic: an HTML page per host; streaming: streamed bodies; sandboxed: no grants and a "
+                         "strict CSP (default basic)")
+    sp.add_argument("--id", help="the extension id (default DIRNAME@example.org)")
+    sp.add_argument("--name", help="the extension's name")
+    sp = add("pack", cmd_pack, "write an extension directory as one reproducible bundle file (what stores publish "
+             "and install accepts), listing every file's sha256", "protoreg pack notes -o notes.protoreg")
+    sp.add_argument("directory", help="the extension directory (containing manifest.json)")
+    sp.add_argument("-o", "--output", metavar="FILE", help="the bundle file (default ID-VERSION.protoreg)")
     add("schema", cmd_schema, "print the JSON Schema of manifest.json", "protoreg schema > manifest.schema.json")
     sp = add("serve", cmd_serve, "run the gateway with the built-in handlers and the demo extension",
              "protoreg serve --port 8080")
