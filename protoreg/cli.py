@@ -173,6 +173,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     allow: tuple[str, ...] = ()
     if args.upstream:  # the ipfs extension's settings file (see handlers/ipfs/README.md)
         allow = _set_upstreams(reg, state, args.upstream)
+    if args.reload and not args.extension:
+        _err("protoreg serve: --reload watches the extension directories given with -e DIR; add -e DIR")
+        return EXIT_USAGE
     sock = _listen(args.host, args.port)
     if isinstance(sock, str):
         _err(f"protoreg serve: {sock}")
@@ -186,6 +189,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app.on_cleanup.append(close_session)
     _refresh_in_background(app, profile, reg)
+    if args.reload:
+        from protoreg.reload import Reloader
+
+        reloader = Reloader(reg, args.extension, report=lambda text: _err(f"protoreg serve: {text}"))
+        reloader.install(app)
     app["protoreg_examples"] = examples
     authority = f"localhost:{port}"
     _out(f"protoreg gateway: dashboard at http://{authority}/ (profile {state})")
@@ -204,6 +212,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.allow_private_networks:
         _out("  handlers may fetch loopback and private addresses their host_permissions grant "
              "(--allow-private-networks)")
+    if args.reload:
+        _out(f"  live reload: watching {', '.join(args.extension)} (edits apply to the next request)")
     _out("Press Ctrl+C to stop.")
     try:
         web.run_app(app, sock=sock, print=None, handle_signals=True)
@@ -899,6 +909,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--allow-private-networks", action="store_true", help=PRIVATE_HELP)
     sp.add_argument("--upstream", action="append", metavar="URL",
                     help="a trustless gateway the ipfs handler fetches missing blocks and records from (repeatable)")
+    sp.add_argument("--reload", action="store_true", help="watch the -e directories and reload an extension when "
+                    "its files change (requests in flight finish on the old code; a broken edit shows its error "
+                    "page until it is fixed)")
     _profile_option(sp)
     sp = add("fetch", cmd_fetch, "fetch a custom URL through its handler, like curl",
              "protoreg fetch -i web+hello://world/")
