@@ -20,13 +20,13 @@ from typing import Final
 
 from protoreg.errors import ProtoregError
 
-__all__ = ["TEMPLATES", "scaffold"]
+__all__ = ["TEMPLATES", "ScaffoldError", "scaffold"]
 
 TEMPLATES: Final = ("basic", "streaming", "sandboxed")
 _SCHEME: Final = re.compile(r"(web|ext)\+[a-z]+")
 
 
-class ScaffoldError(ProtoregError):
+class ScaffoldError(ProtoregError, ValueError):
     """``protoreg new`` can't write the extension (bad scheme, directory not empty)."""
 
 

@@ -25,8 +25,8 @@ from typing import Any
 
 from yarl import URL
 
-__all__ = ["CHROMIUM_FLAGS", "INSTALL_HINT", "MECHANISMS", "MatrixRow", "check_origin_matrix", "chromium_path",
-           "format_table", "launch_chromium"]
+__all__ = ["CHROMIUM_FLAGS", "INSTALL_HINT", "MECHANISMS", "BrowserUnavailable", "MatrixRow", "check_origin_matrix",
+           "chromium_path", "format_table", "launch_chromium"]
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
