@@ -23,6 +23,11 @@ async def handleRequest(request):
 '''
 
 
+@pytest.fixture(autouse=True)
+def _this_tree(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the subprocess imports the protoreg under test
+
+
 def run(pytester: pytest.Pytester, body: str) -> pytest.RunResult:
     pytester.makepyfile(test_user=HEADER + body)
     pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
