@@ -630,6 +630,11 @@ def cmd_install(args: argparse.Namespace) -> int:
             _err(f"protoreg install: {args.target} is a directory. Install signed extensions by id from a trusted "
                  f"store, or a development directory with: protoreg install --unsigned {args.target}")
             return EXIT_USAGE
+        if Path(args.target).is_file():
+            _err(f"protoreg install: {args.target} is a bundle file, and nobody signed it. Publish it to a store "
+                 f"(protoreg store publish STORE {args.target} --key KEY) and install it by id from there, or "
+                 f"install it for development with: protoreg install --unsigned {args.target}")
+            return EXIT_USAGE
         report = profile.install(args.target, store=args.from_store)
     for line in report.lines():
         (_err if line.lstrip().startswith("warning") else _out)(line)
@@ -824,9 +829,10 @@ def _trust_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
     sp = add(sub, "install", cmd_install, "install a signed extension from a trusted store, or a development "
              "directory with --unsigned", "protoreg install hello@example.org --from alpha")
-    sp.add_argument("target", metavar="EXT_ID|DIR")
+    sp.add_argument("target", metavar="EXT_ID|DIR|FILE.protoreg")
     sp.add_argument("--from", dest="from_store", metavar="NAME", help="the trusted store to install from")
-    sp.add_argument("--unsigned", action="store_true", help="install a development directory without a signature")
+    sp.add_argument("--unsigned", action="store_true",
+                    help="install a development directory or bundle file without a signature")
     sp.add_argument("--i-accept-the-risk", action="store_true",
                     help="confirm granting permissions to unsigned code")
     sp = add(sub, "update", cmd_update, "refresh trusted stores: revocations, updates, pending decisions",

@@ -92,6 +92,14 @@ def test_pack_is_reproducible_lists_every_hash_and_store_publish_and_install_acc
     assert "installed notes@example.org 0.1.0 from store s" in out
     code, out, _ = run(capsys, "fetch", "web+notes://x/", "--profile", "p")
     assert code == 0 and "Hello from web+notes://x/" in out
+    # the file itself: refused as a signed install (nobody signed it), accepted for development with --unsigned
+    code, _, err = run(capsys, "install", "a.protoreg", "--profile", "dev")
+    assert code == 2 and "is a bundle file, and nobody signed it" in err
+    code, out, _ = run(capsys, "install", "--unsigned", "a.protoreg", "--profile", "dev")
+    assert code == 0 and "notes@example.org 0.1.0" in out
+    (tmp_path / "broken.protoreg").write_bytes(a[:-5])
+    code, _, err = run(capsys, "install", "--unsigned", "broken.protoreg", "--profile", "dev2")
+    assert code == 1 and "broken.protoreg" in err
 
 
 # -- lint rules ------------------------------------------------------------------------------------------------
