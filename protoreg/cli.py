@@ -51,8 +51,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         for p in exc.problems:
             _err(f"  {p}")
         return EXIT_FAIL
+    from protoreg.lint import lint
+
     findings = infer(files, manifest)
-    result = "OK" if not findings else "problems found"
+    lints = lint(args.directory, manifest, files)
+    errors = [x for x in lints if x.severity == "error"]
+    warnings = [x for x in lints if x.severity == "warning"]
+    failed = bool(findings or errors or (args.strict and warnings))
+    result = "problems found" if failed else "OK"
+    if warnings and not failed:
+        result += f" with {len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
     _out(f"{args.directory}: {result}: {manifest.name} {manifest.version} (id {manifest.id}, code {digest[:12]})")
     for h in manifest.protocol_handlers:
         how = f"script {h.uriHandlerScript}" if h.uriHandlerScript else f"redirects to {h.uriTemplate}"
@@ -67,8 +75,47 @@ def cmd_check(args: argparse.Namespace) -> int:
         _err(f"{args.directory}: problems found: the code appears to use {len(findings)} capabilit"
              f"{'y' if len(findings) == 1 else 'ies'} the manifest does not grant:")
         for finding in findings:
-            _err(f"  {finding}")
+            _err(f"  error [ungranted-capability] {finding}")
+    for title, group in (("errors", errors), ("warnings", warnings)):
+        if group:
+            _err(f"{args.directory}: {len(group)} {title[:-1] if len(group) == 1 else title}:")
+            for x in group:
+                _err(f"  {x}")
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+# -- new, pack ---------------------------------------------------------------------------------------------------
+def cmd_new(args: argparse.Namespace) -> int:
+    from protoreg.scaffold import scaffold
+
+    written = scaffold(args.directory, args.scheme, args.template, ext_id=args.id, name=args.name)
+    _out(f"created {args.directory} ({args.template} template for {args.scheme}://):")
+    for path in written:
+        _out(f"  {path.relative_to(args.directory).as_posix()}")
+    _out(f"next: protoreg check {args.directory} && protoreg serve -e {args.directory} --reload")
+    return EXIT_OK
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from protoreg import bundles
+
+    try:
+        data = bundles.pack(args.directory)
+    except ManifestError as exc:
+        _err(f"{exc.source}: problems found: {len(exc.problems)}")
+        for p in exc.problems:
+            _err(f"  {p}")
         return EXIT_FAIL
+    b = bundles.parse(data)
+    out = Path(args.output or f"{b.id.split('@')[0]}-{b.version}.protoreg")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+    _out(f"packed {b.id} {b.version} into {out} ({len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()})")
+    for path, content in sorted(b.files.items()):
+        _out(f"  {hashlib.sha256(content).hexdigest()}  {len(content):>9}  {path}")
     return EXIT_OK
 
 
@@ -126,6 +173,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     allow: tuple[str, ...] = ()
     if args.upstream:  # the ipfs extension's settings file (see handlers/ipfs/README.md)
         allow = _set_upstreams(reg, state, args.upstream)
+    if args.reload and not args.extension:
+        _err("protoreg serve: --reload watches the extension directories given with -e DIR; add -e DIR")
+        return EXIT_USAGE
     sock = _listen(args.host, args.port)
     if isinstance(sock, str):
         _err(f"protoreg serve: {sock}")
@@ -139,6 +189,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app.on_cleanup.append(close_session)
     _refresh_in_background(app, profile, reg)
+    if args.reload:
+        from protoreg.reload import Reloader
+
+        reloader = Reloader(reg, args.extension, report=lambda text: _err(f"protoreg serve: {text}"))
+        reloader.install(app)
     app["protoreg_examples"] = examples
     authority = f"localhost:{port}"
     _out(f"protoreg gateway: dashboard at http://{authority}/ (profile {state})")
@@ -157,6 +212,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.allow_private_networks:
         _out("  handlers may fetch loopback and private addresses their host_permissions grant "
              "(--allow-private-networks)")
+    if args.reload:
+        _out(f"  live reload: watching {', '.join(args.extension)} (edits apply to the next request)")
     _out("Press Ctrl+C to stop.")
     try:
         web.run_app(app, sock=sock, print=None, handle_signals=True)
@@ -573,6 +630,11 @@ def cmd_install(args: argparse.Namespace) -> int:
             _err(f"protoreg install: {args.target} is a directory. Install signed extensions by id from a trusted "
                  f"store, or a development directory with: protoreg install --unsigned {args.target}")
             return EXIT_USAGE
+        if Path(args.target).is_file():
+            _err(f"protoreg install: {args.target} is a bundle file, and nobody signed it. Publish it to a store "
+                 f"(protoreg store publish STORE {args.target} --key KEY) and install it by id from there, or "
+                 f"install it for development with: protoreg install --unsigned {args.target}")
+            return EXIT_USAGE
         report = profile.install(args.target, store=args.from_store)
     for line in report.lines():
         (_err if line.lstrip().startswith("warning") else _out)(line)
@@ -767,9 +829,10 @@ def _trust_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
     sp = add(sub, "install", cmd_install, "install a signed extension from a trusted store, or a development "
              "directory with --unsigned", "protoreg install hello@example.org --from alpha")
-    sp.add_argument("target", metavar="EXT_ID|DIR")
+    sp.add_argument("target", metavar="EXT_ID|DIR|FILE.protoreg")
     sp.add_argument("--from", dest="from_store", metavar="NAME", help="the trusted store to install from")
-    sp.add_argument("--unsigned", action="store_true", help="install a development directory without a signature")
+    sp.add_argument("--unsigned", action="store_true",
+                    help="install a development directory or bundle file without a signature")
     sp.add_argument("--i-accept-the-risk", action="store_true",
                     help="confirm granting permissions to unsigned code")
     sp = add(sub, "update", cmd_update, "refresh trusted stores: revocations, updates, pending decisions",
@@ -823,10 +886,24 @@ def _parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    sp = add("check", cmd_check, "validate an extension directory: every manifest problem, and capabilities the "
-             "code appears to use without a grant",
+    sp = add("check", cmd_check, "validate an extension directory: every manifest problem, capabilities the code "
+             "appears to use without a grant, and lint rules (errors exit 1; warnings exit 0 unless --strict)",
              "protoreg check examples/hello-scheme")
     sp.add_argument("directory", help="the extension directory (containing manifest.json)")
+    sp.add_argument("--strict", action="store_true", help="exit 1 on warnings too (unused grants, moot CSP)")
+    sp = add("new", cmd_new, "create a working extension: manifest, handler, SVG icon, a pytest test and a README",
+             "protoreg new notes --scheme web+notes --template basic")
+    sp.add_argument("directory", help="the directory to create (missing or empty)")
+    sp.add_argument("--scheme", required=True, help="web+NAME or ext+NAME (lowercase letters)")
+    sp.add_argument("--template", default="basic", choices=["basic", "streaming", "sandboxed"],
+                    help="basic: an HTML page per host; streaming: streamed bodies; sandboxed: no grants and a "
+                         "strict CSP (default basic)")
+    sp.add_argument("--id", help="the extension id (default DIRNAME@example.org)")
+    sp.add_argument("--name", help="the extension's name")
+    sp = add("pack", cmd_pack, "write an extension directory as one reproducible bundle file (what stores publish "
+             "and install accepts), listing every file's sha256", "protoreg pack notes -o notes.protoreg")
+    sp.add_argument("directory", help="the extension directory (containing manifest.json)")
+    sp.add_argument("-o", "--output", metavar="FILE", help="the bundle file (default ID-VERSION.protoreg)")
     add("schema", cmd_schema, "print the JSON Schema of manifest.json", "protoreg schema > manifest.schema.json")
     sp = add("serve", cmd_serve, "run the gateway with the built-in handlers and the demo extension",
              "protoreg serve --port 8080")
@@ -838,6 +915,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--allow-private-networks", action="store_true", help=PRIVATE_HELP)
     sp.add_argument("--upstream", action="append", metavar="URL",
                     help="a trustless gateway the ipfs handler fetches missing blocks and records from (repeatable)")
+    sp.add_argument("--reload", action="store_true", help="watch the -e directories and reload an extension when "
+                    "its files change (requests in flight finish on the old code; a broken edit shows its error "
+                    "page until it is fixed)")
     _profile_option(sp)
     sp = add("fetch", cmd_fetch, "fetch a custom URL through its handler, like curl",
              "protoreg fetch -i web+hello://world/")

@@ -299,9 +299,10 @@ class Profile:
                 "status": "active", "reason": None, "pending": None, "installed_at": round(time.time(), 3)}
 
     def install_unsigned(self, directory: str | os.PathLike[str], *, accept_risk: bool = False) -> InstallReport:
-        """Install a development directory, unsigned. With any permission, ``accept_risk=True`` is required (the
-        CLI's ``--i-accept-the-risk``); the refusal names each permission."""
-        data = bundles.pack(directory)
+        """Install a development directory (or a bundle file from ``protoreg pack``), unsigned. With any
+        permission, ``accept_risk=True`` is required (the CLI's ``--i-accept-the-risk``); the refusal names each
+        permission."""
+        data = Path(directory).read_bytes() if Path(directory).is_file() else bundles.pack(directory)
         bundle = bundles.parse(data, source=str(directory))
         with self._locked():
             records = self.installed

@@ -4,7 +4,10 @@ Fixtures:
 - ``protoreg_registry``: a fresh Registry per test;
 - ``install_extension``: a factory writing a manifest and script from strings into tmp_path and installing them;
 - ``protoreg_session``: a started Session on that registry, closed after the test;
-- ``protoreg_gateway``: a running gateway on a free loopback port, with ``.base_url`` and ``.url(host, scheme)``.
+- ``protoreg_gateway``: a running gateway on a free loopback port, with ``.base_url`` and ``.url(host, scheme)``;
+- ``protoreg_browser``: a headless Playwright Browser on the system Chromium (skipped, with the install hint, where
+  Chromium or playwright is missing); open custom origins with ``page.goto(protoreg_gateway.url(host, scheme))``
+  and check separation with ``protoreg.testing.browser.check_origin_matrix``.
 """
 
 from __future__ import annotations
@@ -80,3 +83,18 @@ async def protoreg_gateway(protoreg_registry: protoreg.Registry) -> AsyncIterato
         yield RunningGateway(port, protoreg_registry)
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def protoreg_browser() -> AsyncIterator[Any]:
+    from protoreg.testing.browser import BrowserUnavailable, launch_chromium
+
+    try:
+        manager = launch_chromium()
+        browser = await manager.__aenter__()
+    except BrowserUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield browser
+    finally:
+        await manager.__aexit__(None, None, None)

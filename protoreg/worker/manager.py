@@ -54,6 +54,7 @@ class WorkerManager:
         self._unsubscribe: Any = None
         self._closed = False
         self._warned_cgroup = False
+        self._closing: set[asyncio.Task[None]] = set()  # pools of updated extensions, draining
 
     async def start(self) -> None:
         if self.config.prestart:
@@ -71,7 +72,11 @@ class WorkerManager:
             for key in [k for k in self._pools if k[0] == extension.id]:
                 pool = self._pools.pop(key)
                 with contextlib.suppress(RuntimeError):
-                    asyncio.get_running_loop().create_task(pool.close())
+                    # issue 16 (live reload): an update lets requests in flight finish on the old workers
+                    closing = pool.close_when_idle() if event == "updated" else pool.close()
+                    task = asyncio.get_running_loop().create_task(closing)
+                    self._closing.add(task)
+                    task.add_done_callback(self._closing.discard)
 
     # -- starting workers -------------------------------------------------------------------------------------
     async def _spawn(self) -> WorkerProcess:
@@ -205,6 +210,8 @@ class WorkerManager:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        for task in list(self._closing):  # draining pools: their workers are stopped below with all others
+            task.cancel()
         pools, self._pools = list(self._pools.values()), {}
         await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
         if self._spare is not None:

@@ -70,6 +70,14 @@ class ExtensionPool:
         idle = [w for w in self.workers if w.alive and w.in_flight == 0 and now - w.last_active >= idle_timeout]
         await asyncio.gather(*(w.stop() for w in idle), return_exceptions=True)
 
+    async def close_when_idle(self, timeout: float = 30.0) -> None:
+        """Stop the workers once the requests they are serving finish (at most ``timeout`` seconds): an updated
+        extension's old workers drain while new requests go to a new pool with the new code."""
+        deadline = time.monotonic() + timeout
+        while any(w.alive and w.in_flight for w in self.workers) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self.close()
+
     async def close(self) -> None:
         await asyncio.gather(*(w.stop() for w in list(self.workers)), return_exceptions=True)
 
