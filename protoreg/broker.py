@@ -112,8 +112,12 @@ def _describe(ext: Extension, scheme_hint: str | None) -> str:
 
 
 def _dir_name(ext_id: str) -> str:
-    # "ext-" keeps any id (even "..", which the manifest rules refuse anyway) a plain child of data_root.
-    return "ext-" + "".join(c if c.isalnum() or c in "-_.@" else "_" for c in ext_id)
+    # "ext-" keeps any id (even "..", which the manifest rules refuse anyway) a plain child of data_root. A named
+    # sandbox ("ext@x#net", protoreg/sandboxes.py) gets "sbx-ext@x#net" as "sbx-ext@x_net": never an extension's.
+    prefix = "ext-"
+    if "#" in ext_id:
+        prefix, ext_id = "sbx-", ext_id.replace("#", "/", 1)
+    return prefix + "".join(c if c.isalnum() or c in "-_.@" else "_" for c in ext_id)
 
 
 class Broker:

@@ -60,6 +60,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         _out(f"  {h.protocol}: {h.name} ({how}{trust})")
     grants = [*manifest.permissions, *manifest.host_permissions]
     _out(f"  grants: {', '.join(grants) if grants else 'none'}")
+    for name, sb in (getattr(manifest, "sandboxes", None) or {}).items():  # protoreg/sandboxes.py
+        _out(f"  sandbox {name} ({sb.script}, id {manifest.id}#{name}): grants: "
+             f"{', '.join(sb.requested) if sb.requested else 'none'}")
     _out(f"  python files: {len(files)}")
     if manifest.ignored_keys:
         _out(f"  ignored keys (not used by protoreg): {', '.join(manifest.ignored_keys)}")

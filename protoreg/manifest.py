@@ -30,7 +30,7 @@ from pydantic_core import PydanticCustomError
 from protoreg.errors import ManifestError, ManifestProblem
 from protoreg.schemes import check_scheme
 
-__all__ = ["KNOWN_PERMISSIONS", "MAX_MANIFEST_BYTES", "Manifest", "ProtocolHandler", "is_match_pattern",
+__all__ = ["KNOWN_PERMISSIONS", "MAX_MANIFEST_BYTES", "Manifest", "ProtocolHandler", "Sandbox", "is_match_pattern",
            "load_manifest", "manifest_json_schema", "match_pattern_problem", "parse_manifest",
            "validate_manifest"]
 
@@ -261,6 +261,13 @@ def _command_name(v: str) -> str:
     return v
 
 
+def _sandbox_name(v: str) -> str:
+    if not _COMMAND_NAME.match(v):
+        raise _fail(f"sandbox name {v!r} must be 1-32 lowercase letters, digits or '-', starting with a letter",
+                    'e.g. "net"')
+    return v
+
+
 class Command(BaseModel):
     """One ``commands`` entry: a host-side command (``protoreg ext run EXT NAME ...``) that runs in the extension's
     own sandboxed worker with its own grants. Web content can never reach it (it has no scheme)."""
@@ -274,6 +281,34 @@ class Command(BaseModel):
     @classmethod
     def _script(cls, v: str, info: ValidationInfo) -> str:
         return _bundle_path(v, info, "command script", python=True)
+
+
+class Sandbox(BaseModel):
+    """One ``sandboxes`` entry: a script run in a worker of its own with only its own grants; handlers reach it by
+    JSON messages (``runtime.sandbox(name).call(message, payload)``), see docs/sandboxes.md."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    script: str = Field(description="Bundle-relative path of the Python script defining "
+                                    "async handleMessage(name, payload).")
+    permissions: list[Annotated[str, AfterValidator(_permission)]] = Field(
+        default_factory=list, description='API permissions of this sandbox only ("storage").')
+    host_permissions: list[Annotated[str, AfterValidator(_host_pattern)]] = Field(
+        default_factory=list, description="Match patterns of the hosts this sandbox (only) may fetch.")
+
+    @field_validator("script")
+    @classmethod
+    def _script(cls, v: str, info: ValidationInfo) -> str:
+        return _bundle_path(v, info, "sandbox script", python=True)
+
+    @property
+    def granted_hosts(self) -> list[str]:
+        return [*self.host_permissions, *(p for p in self.permissions if p not in KNOWN_PERMISSIONS)]
+
+    @property
+    def requested(self) -> list[str]:
+        """Every permission and host pattern this sandbox requests."""
+        return list(dict.fromkeys([*self.permissions, *self.host_permissions]))
 
 
 class Manifest(BaseModel):
@@ -296,6 +331,9 @@ class Manifest(BaseModel):
     commands: dict[Annotated[str, AfterValidator(_command_name)], Command] = Field(
         default_factory=dict, description="Host-side commands (protoreg ext run EXT NAME ARGS): each runs its "
                                           "script's runCommand in the extension's sandboxed worker.")
+    sandboxes: dict[Annotated[str, AfterValidator(_sandbox_name)], Sandbox] = Field(
+        default_factory=dict, description="Named sandboxes: scripts with their own grants in their own workers, "
+                                          "reached by JSON messages from the handlers (docs/sandboxes.md).")
     origin_isolation: Literal["extension", "origin"] = Field(
         "extension", description='"origin": one worker process per origin (scheme://host), so a compromised handler '
                                  "serving one origin can't reach another origin's storage or requests; "
