@@ -59,7 +59,11 @@ def default_profile_dir() -> Path:
 
 
 def _requested(manifest: Manifest) -> list[str]:
-    return list(dict.fromkeys([*manifest.permissions, *manifest.host_permissions]))
+    """Everything the bundle requests: its own permissions and those of each named sandbox (protoreg/sandboxes.py),
+    so a store's ceiling clips both; each sandbox then gets its own requests within the effective grants."""
+    sandboxes = (getattr(manifest, "sandboxes", None) or {}).values()
+    return list(dict.fromkeys([*manifest.permissions, *manifest.host_permissions,
+                               *(p for sb in sandboxes for p in sb.requested)]))
 
 
 def _is_host(perm: str) -> bool:

@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import json
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from protoreg.errors import HandlerError, MessageError, PermissionDenied, WorkerCrashed
@@ -27,8 +28,8 @@ if TYPE_CHECKING:
     from protoreg.worker.manager import WorkerManager
     from protoreg.worker.process import WorkerProcess
 
-__all__ = ["MAX_MESSAGE", "MAX_REPLY", "MESSAGE_TIMEOUT", "SANDBOX_SCHEME", "deliver", "sandbox_extension",
-           "sandbox_id"]
+__all__ = ["MAX_MESSAGE", "MAX_REPLY", "MESSAGE_TIMEOUT", "SANDBOX_SCHEME", "deliver", "lookup", "sandbox_extension",
+           "sandbox_id", "with_sandboxes"]
 
 #: The scheme of message requests to a sandbox worker (not claimable: protoreg-* is reserved, and not a web scheme).
 SANDBOX_SCHEME = "protoreg-sbx"
@@ -65,6 +66,24 @@ def sandbox_extension(ext: Extension, name: str) -> Extension:
         hosts = tuple(p for p in spec.granted_hosts if p in (ext.granted_hosts or ()))
     return dataclasses.replace(ext, id=sandbox_id(ext.id, name), manifest=manifest,
                                granted_permissions=perms, granted_hosts=hosts)
+
+
+def with_sandboxes(extensions: Iterable[Extension]) -> Iterator[Extension]:
+    """Each extension followed by each of its named sandboxes (as :func:`sandbox_extension`): every grantee the
+    permission manager, the dashboard and the audit log know."""
+    for ext in extensions:
+        yield ext
+        for name in getattr(ext.manifest, "sandboxes", None) or {}:
+            yield sandbox_extension(ext, name)
+
+
+def lookup(extensions: Mapping[str, Extension], grantee_id: str) -> Extension | None:
+    """The extension, or the named sandbox (``ext@x#net``), with that id; None if there is none."""
+    ext_id, _, name = grantee_id.partition("#")
+    ext = extensions.get(ext_id)
+    if ext is None or not name:
+        return ext
+    return sandbox_extension(ext, name) if name in (getattr(ext.manifest, "sandboxes", None) or {}) else None
 
 
 def _encode(value: Any, what: str) -> bytes:

@@ -231,6 +231,11 @@ async def test_a_sandbox_has_only_its_own_grants_not_the_extensions(ext_dir: Pat
         assert path.endswith("sbx-caller@test_other")
         denied = [r for r in session.audit.records() if r.decision == "denied"]
         assert {r.extension for r in denied} == {"caller@test#worker"}
+        # The user's decision for the sandbox is its own: denying "storage" to caller@test#other stops it there,
+        # and leaves the extension's own "storage" alone.
+        session.permissions.decide(sandbox_extension(reg.extensions["caller@test"], "other"), "storage", "deny")
+        assert (await _call(session, "other/storage"))["kind"] == "refused"
+        assert session.permissions.decision(reg.extensions["caller@test"], "storage").state == "allow"
 
 
 async def test_a_handler_cannot_reach_a_sandbox_of_another_extension(ext_dir: Path, tmp_path: Path):
@@ -329,3 +334,30 @@ def test_check_shows_each_sandbox_and_infers_capabilities_per_sandbox(tmp_path: 
         '"storage" to "sandboxes.net.permissions"',
         "net.py:6: sandbox net: calls runtime.sandbox, but only the extension's handlers may message its sandboxes",
     ]
+
+
+def test_a_store_ceiling_clips_sandbox_grants_and_handlers_keep_only_their_own(tmp_path: Path):
+    from protoreg.broker import Grants
+    from protoreg.profile import Profile
+    from tests.trust_helpers import Store
+
+    root = tmp_path / "ext"
+    shutil.copytree(EXAMPLE, root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["sandboxes"]["net"]["host_permissions"].append("https://evil.example/*")
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    store = Store(tmp_path / "stores")
+    store.publish(root)
+    profile = Profile(tmp_path / "p")
+    profile.trust("alpha", str(store.dir), store.root_json, ceiling="storage,https://trustless-gateway.link/*")
+    report = profile.install("split-privileges@example.org")
+    assert "https://evil.example/*" in str(report)
+    ext = profile.registry().extensions["split-privileges@example.org"]
+    assert Grants.from_extension(ext).permissions == frozenset() and Grants.from_extension(ext).hosts == ()
+    net = Grants.from_extension(sandbox_extension(ext, "net"))
+    assert [p.text for p in net.hosts] == ["https://trustless-gateway.link/*"]
+    assert Grants.from_extension(sandbox_extension(ext, "store")).permissions == {"storage"}
+    from protoreg.permissions import Grantee
+
+    assert Grantee.of(ext).granted == ()
+    assert Grantee.of(sandbox_extension(ext, "store")).granted == ("storage",)
