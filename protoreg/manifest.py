@@ -30,7 +30,8 @@ from pydantic_core import PydanticCustomError
 from protoreg.errors import ManifestError, ManifestProblem
 from protoreg.schemes import check_scheme
 
-__all__ = ["KNOWN_PERMISSIONS", "MAX_MANIFEST_BYTES", "Manifest", "ProtocolHandler", "Sandbox", "is_match_pattern",
+__all__ = ["KNOWN_PERMISSIONS", "MAX_MANIFEST_BYTES", "ContentScript", "Manifest", "ProtocolHandler", "Sandbox",
+           "is_match_pattern",
            "load_manifest", "manifest_json_schema", "match_pattern_problem", "parse_manifest",
            "validate_manifest"]
 
@@ -311,6 +312,48 @@ class Sandbox(BaseModel):
         return list(dict.fromkeys([*self.permissions, *self.host_permissions]))
 
 
+def _content_pattern(value: str) -> str:
+    problem = match_pattern_problem(value)
+    if problem is not None:
+        raise _fail(*problem)
+    return value
+
+
+class ContentScript(BaseModel):
+    """One ``content_scripts`` entry: JS/CSS the gateway injects into matching HTML pages of registered schemes
+    (docs/handlers.md, "Content scripts and filters"). The extension needs host permission for what it matches."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    matches: list[Annotated[str, AfterValidator(_content_pattern)]] = Field(
+        min_length=1, description='Match patterns over registered schemes ("ipfs://*/*", "web+foo://example/*"); '
+                                  '"<all_urls>" is every registered scheme.')
+    exclude_matches: list[Annotated[str, AfterValidator(_content_pattern)]] = Field(
+        default_factory=list, description="Pages matching any of these are left alone.")
+    js: list[str] = Field(default_factory=list, description="Bundle-relative .js files, injected in order.")
+    css: list[str] = Field(default_factory=list, description="Bundle-relative .css files, injected in order.")
+    run_at: Literal["document_start", "document_end", "document_idle"] = Field(
+        "document_idle", description="document_start: first in <head>; document_end and document_idle: at the end "
+                                     "of <body> (document_idle deferred).")
+
+    @field_validator("js", "css")
+    @classmethod
+    def _files(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        suffix = "." + str(info.field_name)
+        out = []
+        for path in v:
+            if not path.endswith(suffix):
+                raise _fail(f"{path!r} must be a {suffix} file", f"list {suffix} files under {info.field_name!r}")
+            out.append(_bundle_path(path, info, f"content script {info.field_name}", python=False))
+        return out
+
+    @model_validator(mode="after")
+    def _something(self) -> ContentScript:
+        if not self.js and not self.css:
+            raise _fail("a content script needs js or css files", 'add "js": ["content.js"]')
+        return self
+
+
 class Manifest(BaseModel):
     """A WebExtension-style manifest with ``protocol_handlers``. Unknown top-level keys are ignored (logged)."""
 
@@ -334,6 +377,8 @@ class Manifest(BaseModel):
     sandboxes: dict[Annotated[str, AfterValidator(_sandbox_name)], Sandbox] = Field(
         default_factory=dict, description="Named sandboxes: scripts with their own grants in their own workers, "
                                           "reached by JSON messages from the handlers (docs/sandboxes.md).")
+    content_scripts: list[ContentScript] = Field(
+        default_factory=list, description="JS/CSS the gateway injects into matching HTML pages of registered schemes.")
     origin_isolation: Literal["extension", "origin"] = Field(
         "extension", description='"origin": one worker process per origin (scheme://host), so a compromised handler '
                                  "serving one origin can't reach another origin's storage or requests; "
