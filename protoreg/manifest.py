@@ -30,7 +30,8 @@ from pydantic_core import PydanticCustomError
 from protoreg.errors import ManifestError, ManifestProblem
 from protoreg.schemes import check_scheme
 
-__all__ = ["KNOWN_PERMISSIONS", "MAX_MANIFEST_BYTES", "ContentScript", "Manifest", "ProtocolHandler", "Sandbox",
+__all__ = ["KNOWN_PERMISSIONS", "MAX_MANIFEST_BYTES", "ContentScript", "Manifest", "ProtocolHandler", "ResponseFilter",
+           "Sandbox",
            "is_match_pattern",
            "load_manifest", "manifest_json_schema", "match_pattern_problem", "parse_manifest",
            "validate_manifest"]
@@ -38,7 +39,7 @@ __all__ = ["KNOWN_PERMISSIONS", "MAX_MANIFEST_BYTES", "ContentScript", "Manifest
 log = logging.getLogger("protoreg.manifest")
 
 #: The API permissions protoreg can grant (WebExtension-style names).
-KNOWN_PERMISSIONS: Final = frozenset({"storage"})
+KNOWN_PERMISSIONS: Final = frozenset({"storage", "responseFilter"})
 #: A manifest.json larger than this is refused before it is parsed.
 MAX_MANIFEST_BYTES: Final = 1024 * 1024
 #: JSON nested deeper than this is refused (a manifest needs 4 levels; recursion limits start near 1000).
@@ -354,6 +355,26 @@ class ContentScript(BaseModel):
         return self
 
 
+class ResponseFilter(BaseModel):
+    """One ``response_filters`` entry: a Python filter over the bodies of matching responses of any extension, run
+    in this extension's worker (needs the "responseFilter" permission and host permission for what it matches)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    matches: list[Annotated[str, AfterValidator(_content_pattern)]] = Field(
+        min_length=1, description='Match patterns over registered schemes; "<all_urls>" is every registered scheme.')
+    exclude_matches: list[Annotated[str, AfterValidator(_content_pattern)]] = Field(default_factory=list)
+    script: str = Field(description="Bundle-relative .py file defining filterResponse(response, chunks), an async "
+                                    "generator yielding the new body.")
+    types: list[str] = Field(default_factory=list, description='Content types filtered (e.g. ["text/html"]); '
+                                                               "empty: every type.")
+
+    @field_validator("script")
+    @classmethod
+    def _script(cls, v: str, info: ValidationInfo) -> str:
+        return _bundle_path(v, info, "response filter script", python=True)
+
+
 class Manifest(BaseModel):
     """A WebExtension-style manifest with ``protocol_handlers``. Unknown top-level keys are ignored (logged)."""
 
@@ -379,6 +400,8 @@ class Manifest(BaseModel):
                                           "reached by JSON messages from the handlers (docs/sandboxes.md).")
     content_scripts: list[ContentScript] = Field(
         default_factory=list, description="JS/CSS the gateway injects into matching HTML pages of registered schemes.")
+    response_filters: list[ResponseFilter] = Field(
+        default_factory=list, description='Python filters over matching response bodies (needs "responseFilter").')
     origin_isolation: Literal["extension", "origin"] = Field(
         "extension", description='"origin": one worker process per origin (scheme://host), so a compromised handler '
                                  "serving one origin can't reach another origin's storage or requests; "

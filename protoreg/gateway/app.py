@@ -19,7 +19,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from protoreg import content
+from protoreg import content, filters
 from protoreg.errors import InvalidRequest, InvalidURL, PermissionDenied, PolicyError, ProtoregError, UnknownScheme
 from protoreg.gateway import dashboard
 from protoreg.gateway.hosts import (
@@ -405,18 +405,28 @@ async def _proxy(request: web.Request, target: GatewayTarget, custom: URL | None
             headers["Content-Disposition"] = "attachment"
     # Each origin its own agent cluster: a handler can't opt its pages into document.domain merging.
     headers["Origin-Agent-Cluster"] = "?1"
-    if (custom is None and request.method == "GET" and resp.status == 200 and content.is_html(resp.headers)
-            and "Content-Encoding" not in resp.headers):
-        injections = await _content_scripts(request, url, resp)
-        if injections:
-            body, rest = await _read_upto(resp, content.MAX_HTML)
-            if rest is None:  # the whole page: inject, and let the page's CSP admit exactly these files
+    if custom is None and request.method == "GET" and 200 <= resp.status <= 299 and \
+            "Content-Encoding" not in resp.headers:
+        # Response filters (protoreg/filters.py), then content scripts (protoreg/content.py), on buffered bodies.
+        found = filters.matching_filters(registry.extensions.values(), url,  # type: ignore[attr-defined]
+                                         resp.headers.get("Content-Type", ""), registry.schemes)  # type: ignore[attr-defined]
+        injections = (await _content_scripts(request, url, resp)
+                      if resp.status == 200 and content.is_html(resp.headers) else [])
+        if found or injections:
+            body, rest = await _read_upto(resp, max(filters.MAX_FILTER_BODY, content.MAX_HTML))
+            if rest is not None:  # too large to buffer: left alone
+                for ext, _i, entry in found:
+                    session.audit.record(ext.id, registry.origin(url).serialize(), "response_filter",  # type: ignore[attr-defined]
+                                         f"{url} ({entry.script})", True, "skipped: the body is too large to filter")
+                return await _stream_rest(request, url, resp, headers, body, rest)
+            if found:
+                body = await filters.apply_filters(session, registry, url, resp.status, list(resp.headers.items()),
+                                                   body, found)
+            if injections:  # let the page's CSP admit exactly these files
                 body = content.inject_html(body, injections)
-                items = content.adjust_csp(list(headers.items()), injections, f"http://{request.host}")
-                headers = CIMultiDict(items)
-                headers.popall("Content-Length", None)
-                return web.Response(status=resp.status, body=body, headers=headers)
-            return await _stream_rest(request, url, resp, headers, body, rest)  # too large: left alone
+                headers = CIMultiDict(content.adjust_csp(list(headers.items()), injections, f"http://{request.host}"))
+            headers.popall("Content-Length", None)
+            return web.Response(status=resp.status, body=body, headers=headers)
     if resp.body_complete and request.method != "HEAD":  # small answers: one buffered response
         try:
             body = await resp.read()

@@ -152,6 +152,10 @@ class WorkerManager:
                 "handlers": handlers, "window": self.config.window, "sandbox": spec,
                 # Extension commands (protoreg/commands.py): loaded on first use, on a scheme nothing can claim.
                 "commands": commands, "sandbox_script": script,
+                # Response filters (protoreg/filters.py): loaded on first use, on a scheme nothing can claim.
+                "filters": {} if sandbox is not None else {
+                    f"protoreg-filter-{i}": f.script
+                    for i, f in enumerate(getattr(ext.manifest, "response_filters", None) or ())},
                 "bundle_root": str(ext.root), "data_dir": str(data) if (data := self.data_dir(ext)) else None}
 
     async def _start_worker(self, ext: Extension, origin: str | None = None,

@@ -59,6 +59,31 @@ def _check_response(resp: object, script: str) -> Response:
     return resp
 
 
+class FilteredResponse:
+    """What a response filter is told about the response it filters: ``url`` (the custom URL), ``status``,
+    ``headers`` (read-only; a filter changes the body only)."""
+
+    __slots__ = ("headers", "status", "url")
+
+    def __init__(self, url: URL, status: int, headers: Any) -> None:
+        self.url, self.status, self.headers = url, status, headers
+
+
+def _filter_handler(fn: Any) -> Handler:
+    """A response filter as a handler: the filtered response's body comes in as the request body, its URL in the
+    query and its headers as the request headers; the filter's output is the response body (protoreg/filters.py)."""
+
+    async def run(request: Request) -> Response:
+        page = FilteredResponse(URL(request.url.query.get("url", ""), encoded=True),
+                                int(request.url.query.get("status", "200")), request.headers)
+        out = fn(page, request.stream())
+        if inspect.isawaitable(out):
+            out = await out
+        return Response(out, headers={"content-type": "application/octet-stream"})
+
+    return run
+
+
 class WorkerServer:
     def __init__(self, config: dict[str, Any], files: dict[str, bytes]) -> None:
         self.label = config["label"]
@@ -67,6 +92,7 @@ class WorkerServer:
         for scheme, script in config["handlers"].items():
             self.handlers[scheme] = (script, *self._load(scheme, script))
         self.commands: dict[str, str] = config.get("commands") or {}  # protoreg/commands.py: loaded when first run
+        self.filters: dict[str, str] = config.get("filters") or {}  # protoreg/filters.py: loaded when first run
         #: A named sandbox's worker (protoreg/sandboxes.py): its script's handleMessage, or why it failed to load.
         self.sandbox_script: str | None = config.get("sandbox_script")
         self.on_message: Callable[[str, Any], Awaitable[Any]] | None = None
@@ -81,14 +107,16 @@ class WorkerServer:
         self.done = asyncio.get_running_loop().create_future()
 
     def _load(self, scheme: str, script: str, attr: str = "handleRequest") -> tuple[Handler | None, str | None]:
-        if attr != "handleRequest":  # an extension command (protoreg/commands.py) or a sandbox's handleMessage
-            what, args = ("sandbox", "name, payload") if attr == "handleMessage" else ("command", "command")
+        if attr != "handleRequest":  # an extension command, a sandbox's handleMessage or a response filter
+            what, args = {"handleMessage": ("sandbox", "name, payload"),
+                          "filterResponse": ("response filter", "response, chunks")}.get(attr, ("command", "command"))
             try:
                 module = load_script(self.finder, script, f"_protoreg_{what}_{scheme.replace('-', '_')}")
             except BaseException as exc:
                 return None, f"{what} script {script} failed to load: {_describe_exception(exc, self.label)}"
             fn = getattr(module, attr, None)
-            if fn is None or not inspect.iscoroutinefunction(fn):
+            if fn is None or not (inspect.iscoroutinefunction(fn)
+                                  or (attr == "filterResponse" and inspect.isasyncgenfunction(fn))):
                 return None, f"{what} script {script} must define `async def {attr}({args})`"
             return fn, None
         name = f"_protoreg_handler_{scheme.replace('+', '_')}"
@@ -216,6 +244,9 @@ class WorkerServer:
         if url.scheme not in self.handlers and url.scheme in self.commands:
             self.handlers[url.scheme] = (self.commands[url.scheme],
                                          *self._load(url.scheme, self.commands[url.scheme], "runCommand"))
+        if url.scheme not in self.handlers and url.scheme in self.filters:
+            fn, err = self._load(url.scheme, self.filters[url.scheme], "filterResponse")
+            self.handlers[url.scheme] = (self.filters[url.scheme], _filter_handler(fn) if fn else None, err)
         script, handler, load_error = self.handlers.get(url.scheme, ("?", None, f"no handler for {url.scheme}"))
         started = False
         iterator: Any = None
