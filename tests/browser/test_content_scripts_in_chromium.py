@@ -74,3 +74,27 @@ async def test_under_a_strict_csp_only_the_injected_file_runs(gateway, browser):
     assert title == "page"  # the page's own inline script was blocked
     assert any("inline script" in v.lower() or "script-src" in v for v in violations), violations
     assert color == "rgb(1, 2, 3)"
+
+
+FILTER = """
+async def filterResponse(response, chunks):
+    async for chunk in chunks:
+        yield chunk.replace(b"<p id=p>page</p>", b"<p id=p>rewritten by a filter</p>")
+"""
+
+
+async def test_a_response_filter_rewriting_html_shows_in_the_browser(tmp_path, start_gateway, browser):
+    reg = protoreg.Registry()
+    reg.install(write_extension(tmp_path / "ipfs", "ipfs@test", "ipfs", PAGES))
+    f = write_extension(tmp_path / "f", "filter@test", "web+filter", NOOP)
+    (f / "f.py").write_text(FILTER)
+    manifest = json.loads((f / "manifest.json").read_text())
+    manifest.update(permissions=["responseFilter"], host_permissions=["ipfs://*/*"],
+                    response_filters=[{"matches": ["ipfs://*/*"], "script": "f.py", "types": ["text/html"]}])
+    (f / "manifest.json").write_text(json.dumps(manifest))
+    reg.install(f)
+    gateway = await start_gateway(reg)
+    page = await browser.new_page()
+    await page.goto(gateway.url("bafyaaa", "ipfs", "/a"))
+    assert await page.text_content("#p") == "rewritten by a filter"
+    assert await page.title() == "inline ran"  # the rest of the page is untouched
