@@ -74,12 +74,13 @@ async def _allowed(session: Any, ext: Extension, url: URL, origin: str, register
     return "; ".join(dict.fromkeys(h for h in (how, how2) if h))
 
 
-async def _run(session: Any, ext: Extension, index: int, url: URL, status: int, headers: list[tuple[str, str]],
-               body: bytes) -> bytes:
+async def _run(session: Any, ext: Extension, index: int, url: URL, origin: str, status: int,
+               headers: list[tuple[str, str]], body: bytes) -> bytes:
     query = urlencode({"url": str(url), "status": str(status)})
     head = {"method": "POST", "url": f"{FILTER_SCHEME_PREFIX}{index}://filter/?{query}", "headers": headers,
             "origin": None}
-    stream = await session.workers.dispatch(ext, head, body if body else None, None)
+    stream = await session.workers.dispatch(ext, head, body if body else None, origin)
+    stream.origin = origin  # set by the parent: the filter's capability calls act for the filtered origin
     try:
         await stream.head
         chunks: list[bytes] = []
@@ -112,7 +113,7 @@ async def apply_filters(session: Any, registry: Any, url: URL, status: int, head
             session.audit.record(ext.id, origin, "response_filter", target, False, str(exc))
             continue
         try:
-            body = await asyncio.wait_for(_run(session, ext, index, url, status, headers, body), budget)
+            body = await asyncio.wait_for(_run(session, ext, index, url, origin, status, headers, body), budget)
         except TimeoutError:
             session.audit.record(ext.id, origin, "response_filter", target, True,
                                  f"failed: no result within {budget:g}s; the response was sent unfiltered by it")

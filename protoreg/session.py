@@ -136,6 +136,8 @@ class Session:
             if stream.origin is None:
                 raise PermissionDenied(f"{msg.get('cap')}: sandbox {worker.label} called outside a message")
             origin, scheme = stream.origin, f"sandbox {worker.sandbox}"
+        elif stream.origin is not None:  # a response filter's stream: the origin of the response it filters
+            origin, scheme = stream.origin, url.scheme
         else:
             origin, scheme = self.registry.origin(url).serialize(), url.scheme
         if worker.bound_origin is not None and origin != worker.bound_origin:  # can't happen: defence in depth

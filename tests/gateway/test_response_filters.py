@@ -96,3 +96,28 @@ async def test_a_failing_filter_is_skipped_never_hangs_and_is_audited(client, pa
     again = await _get(client, "/b")  # a crashed filter's worker is replaced on the next response
     assert "FILTERED /b" in await again.text()
 
+
+
+COUNTER = """
+from protoreg import runtime
+
+async def filterResponse(response, chunks):
+    body = b"".join([c async for c in chunks])
+    n = int(await runtime.storage.get("n") or b"0") + 1
+    await runtime.storage.set("n", str(n))
+    return body + f"<!-- {n} -->".encode()
+"""
+
+
+async def test_a_filters_capability_calls_act_for_the_filtered_origin(tmp_path, aiohttp_client):
+    reg = Registry()
+    reg.install(write_extension(tmp_path / "pages", scheme="web+page", script=PAGES, ext_id="pages@test"))
+    reg.install(_filter_ext(tmp_path, "counter", COUNTER, permissions=("responseFilter", "storage")))
+    async with Session(reg) as session:
+        client = await aiohttp_client(create_app(reg, session=session))
+        for host, expect in (("a", "1"), ("a", "2"), ("b", "1")):
+            gw = to_gateway_url(URL(f"web+page://{host}/"), "localhost:8080", "pages@test")
+            resp = await client.get("/", headers={"Host": gw.raw_authority})
+            assert (await resp.text()).endswith(f"<!-- {expect} -->")
+        origins = {r.origin for r in session.audit.records() if r.capability.startswith("storage.")}
+        assert origins == {"web+page://a", "web+page://b"}
