@@ -63,6 +63,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     for name, sb in (getattr(manifest, "sandboxes", None) or {}).items():  # protoreg/sandboxes.py
         _out(f"  sandbox {name} ({sb.script}, id {manifest.id}#{name}): grants: "
              f"{', '.join(sb.requested) if sb.requested else 'none'}")
+    for i, cs in enumerate(getattr(manifest, "content_scripts", None) or ()):
+        _out(f"  content script {i}: {', '.join(cs.matches)} -> {', '.join([*cs.js, *cs.css])} ({cs.run_at})")
+    for i, rf in enumerate(getattr(manifest, "response_filters", None) or ()):
+        _out(f"  response filter {i}: {', '.join(rf.matches)} -> {rf.script}")
     _out(f"  python files: {len(files)}")
     if manifest.ignored_keys:
         _out(f"  ignored keys (not used by protoreg): {', '.join(manifest.ignored_keys)}")

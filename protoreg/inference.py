@@ -107,6 +107,7 @@ def infer(files: Mapping[str, bytes], manifest: Manifest) -> list[Finding]:
     entry = {h.uriHandlerScript for h in manifest.protocol_handlers if h.uriHandlerScript}
     entry |= {c.script for c in (getattr(manifest, "commands", None) or {}).values()}
     handler_files = set().union(*(_reachable(s, trees) for s in entry)) if entry else set()
+    out.extend(_manifest_findings(manifest))
     for path in sorted(trees):
         lines = files[path].decode("utf-8", "replace").splitlines()
         if path in handler_files or path not in in_sandbox:
@@ -116,6 +117,29 @@ def infer(files: Mapping[str, bytes], manifest: Manifest) -> list[Finding]:
             spec = sandboxes[name]
             out.extend(_check(path, trees[path], lines, "storage" in spec.permissions, spec.granted_hosts, name,
                               set(sandboxes)))
+    return out
+
+
+def _manifest_findings(manifest: Manifest) -> list[Finding]:
+    """Content scripts and response filters need host permission for what they match (and filters the
+    "responseFilter" permission): without it the gateway never runs them."""
+    from protoreg.stores import covers
+
+    hosts = list(manifest.granted_hosts)
+    out: list[Finding] = []
+    for i, entry in enumerate(getattr(manifest, "content_scripts", None) or ()):
+        for pattern in entry.matches:
+            if not covers(hosts, pattern):
+                out.append(Finding("manifest.json", 0, f"content_scripts[{i}] matches {pattern} but no host "
+                                                       f'permission covers it: add "{pattern}" to host_permissions'))
+    for i, entry in enumerate(getattr(manifest, "response_filters", None) or ()):
+        if "responseFilter" not in manifest.permissions:
+            out.append(Finding("manifest.json", 0, f'response_filters[{i}] needs the "responseFilter" permission: '
+                                                   'add it to "permissions"'))
+        for pattern in entry.matches:
+            if not covers(hosts, pattern):
+                out.append(Finding("manifest.json", 0, f"response_filters[{i}] matches {pattern} but no host "
+                                                       f'permission covers it: add "{pattern}" to host_permissions'))
     return out
 
 

@@ -136,3 +136,20 @@ def test_all_urls_means_every_registered_scheme():
     assert not pattern_matches("<all_urls>", URL("web+other://a/"), {"ipfs"})
     assert pattern_matches("web+foo://example/*", URL("web+foo://example/a/b"), {"web+foo"})
     assert not pattern_matches("web+foo://example/*", URL("web+foo://other/a"), {"web+foo"})
+
+
+def test_check_lists_content_scripts_and_filters_and_what_they_lack(tmp_path, capsys):
+    from protoreg.cli import main
+
+    root = write_extension(
+        tmp_path / "x", scheme="web+x", script=NOOP, ext_id="x@test", host_permissions=["ipfs://*/*"],
+        files={"a.js": "1;\n", "f.py": "async def filterResponse(r, c):\n    return b''\n"},
+        manifest_extra={"content_scripts": [{"matches": ["ipfs://*/*", "web+foo://example/*"], "js": ["a.js"]}],
+                        "response_filters": [{"matches": ["ipfs://*/*"], "script": "f.py"}]})
+    assert main(["check", str(root)]) == 1
+    out, err = capsys.readouterr()
+    assert "content script 0: ipfs://*/*, web+foo://example/* -> a.js (document_idle)" in out
+    assert "response filter 0: ipfs://*/* -> f.py" in out
+    assert 'content_scripts[0] matches web+foo://example/* but no host permission covers it' in err
+    assert "ipfs://*/* but no host" not in err
+    assert 'response_filters[0] needs the "responseFilter" permission' in err
