@@ -62,6 +62,10 @@ def status(registry: Any, session: Any) -> dict[str, Any]:
             grants = Grants.from_extension(ext)  # the handlers' own (without the sandboxes' grants)
             exts[-1]["permissions"] = sorted(grants.permissions)
             exts[-1]["host_permissions"] = [p.text for p in grants.hosts]
+        exts[-1]["content_scripts"] = [{"matches": list(c.matches), "files": [*c.js, *c.css], "run_at": c.run_at}
+                                       for c in getattr(ext.manifest, "content_scripts", None) or ()]
+        exts[-1]["response_filters"] = [{"matches": list(f.matches), "script": f.script}
+                                        for f in getattr(ext.manifest, "response_filters", None) or ()]
         exts[-1]["sandboxes"] = []
         for name, spec in (getattr(ext.manifest, "sandboxes", None) or {}).items():  # protoreg/sandboxes.py
             grants = Grants.from_extension(sandbox_extension(ext, name))
@@ -120,6 +124,13 @@ async def render(request: web.Request, registry: Any, session: Any, target: Gate
         grants = ", ".join(escape(p) for p in ext["permissions"] + ext["host_permissions"]) or "none"
         grant_rows.append(f"<tr><td><code>{escape(ext['id'])}</code></td><td>{grants}</td>"
                           f"<td><code>{escape(ext['csp'] or '(baseline only)')}</code></td></tr>")
+        for kind, entries in (("content scripts", ext.get("content_scripts", ())),
+                              ("response filter", ext.get("response_filters", ()))):
+            for e in entries:
+                what = ", ".join(e.get("files") or [e.get("script", "")])
+                grant_rows.append(f"<tr><td><code>{escape(ext['id'])}</code><br><span class=note>{kind} "
+                                  f"{escape(what)}</span></td><td>on {escape(', '.join(e['matches']))}</td>"
+                                  "<td></td></tr>")
         for sb in ext.get("sandboxes", ()):
             grants = ", ".join(escape(p) for p in sb["permissions"] + sb["host_permissions"]) or "none"
             grant_rows.append(f"<tr><td><code>{escape(sb['id'])}</code><br><span class=note>sandbox, "

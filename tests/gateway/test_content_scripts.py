@@ -95,6 +95,7 @@ async def test_pages_it_does_not_match_are_left_alone(client):
 async def test_the_dashboard_never_gets_content_scripts(client):
     page = await (await client.get("/", headers={"Host": "localhost:8080"})).text()
     assert "protoreg-content" not in page
+    assert "content scripts content.js, content.css</span></td><td>on web+page://*/*" in page  # listed, not run
     miss = await client.get(f"{PREFIX}cs@test/content.js", headers={"Host": "localhost:8080"})
     assert miss.status == 404
 
