@@ -361,3 +361,25 @@ def test_a_store_ceiling_clips_sandbox_grants_and_handlers_keep_only_their_own(t
 
     assert Grantee.of(ext).granted == ()
     assert Grantee.of(sandbox_extension(ext, "store")).granted == ("storage",)
+
+
+def test_protoreg_grants_shows_and_decides_for_a_sandbox(tmp_path: Path, capsys):
+    from protoreg.cli import main
+    from protoreg.profile import Profile
+
+    profile = Profile(tmp_path / "p")
+    profile.install_unsigned(EXAMPLE, accept_risk=True)
+    prof = ["--profile", str(profile.path)]
+    assert main(["grants", "split-privileges@example.org#store", "--deny", "storage", *prof]) == 0
+    out = capsys.readouterr().out
+    assert "requested: storage" in out and "granted:   storage" in out
+    assert "storage: deny by the user" in out
+    assert main(["grants", "split-privileges@example.org", *prof]) == 0
+    out = capsys.readouterr().out
+    assert "sandboxes: net, store (their own decisions: protoreg grants split-privileges@example.org#NAME)" in out
+    assert out.rstrip().endswith("decisions:")  # the handlers themselves hold nothing to decide
+    assert main(["grants", "split-privileges@example.org#nope", *prof]) == 1
+    assert "declares no sandbox 'nope'" in capsys.readouterr().err
+    ext = profile.registry().extensions["split-privileges@example.org"]
+    decision = Profile(profile.path).decisions().decision(sandbox_extension(ext, "store"), "storage")
+    assert decision.state == "deny"
