@@ -122,8 +122,11 @@ class Session:
 
     def _on_registry_event(self, event: str, extension: Any) -> None:
         if event == "uninstalled":
-            self.broker.forget(extension)
-            self.permissions.forget(extension.id)
+            from protoreg.sandboxes import with_sandboxes
+
+            for grantee in with_sandboxes([extension]):  # and each named sandbox's storage, data dir and decisions
+                self.broker.forget(grantee)
+                self.permissions.forget(grantee.id)
 
     async def _on_call(self, worker: WorkerProcess, stream: WorkerStream | None, msg: dict[str, Any]) -> Any:
         # Identity comes from the channel: which worker (so which extension, and which of its named sandboxes, if

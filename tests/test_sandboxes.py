@@ -229,6 +229,7 @@ async def test_a_sandbox_has_only_its_own_grants_not_the_extensions(ext_dir: Pat
         assert (await _call(session, "other/storage")) == {"ok": True, "value": "v"}
         path = (await _call(session, "other/data_dir"))["value"]
         assert path.endswith("sbx-caller@test_other")
+        assert Path(path).is_dir()
         denied = [r for r in session.audit.records() if r.decision == "denied"]
         assert {r.extension for r in denied} == {"caller@test#worker"}
         # The user's decision for the sandbox is its own: denying "storage" to caller@test#other stops it there,
@@ -236,6 +237,10 @@ async def test_a_sandbox_has_only_its_own_grants_not_the_extensions(ext_dir: Pat
         session.permissions.decide(sandbox_extension(reg.extensions["caller@test"], "other"), "storage", "deny")
         assert (await _call(session, "other/storage"))["kind"] == "refused"
         assert session.permissions.decision(reg.extensions["caller@test"], "storage").state == "allow"
+        # Uninstalling removes each sandbox's storage and data directory too.
+        reg.uninstall("caller@test")
+        assert not Path(path).exists()
+        assert session.broker.storage.usage("caller@test#other") == 0
 
 
 async def test_a_handler_cannot_reach_a_sandbox_of_another_extension(ext_dir: Path, tmp_path: Path):
@@ -383,3 +388,19 @@ def test_protoreg_grants_shows_and_decides_for_a_sandbox(tmp_path: Path, capsys)
     ext = profile.registry().extensions["split-privileges@example.org"]
     decision = Profile(profile.path).decisions().decision(sandbox_extension(ext, "store"), "storage")
     assert decision.state == "deny"
+
+
+async def test_profile_uninstall_removes_each_sandboxs_data_and_decisions(tmp_path: Path):
+    from protoreg.profile import Profile
+
+    profile = Profile(tmp_path / "p")
+    profile.install_unsigned(EXAMPLE, accept_risk=True)
+    ext = profile.registry().extensions["split-privileges@example.org"]
+    store = sandbox_extension(ext, "store")
+    profile.decisions().decide(store, "storage", "deny")
+    data = profile.path / "data" / "sbx-split-privileges@example.org_store"
+    data.mkdir(parents=True)
+    (data / "x.bin").write_bytes(b"x")
+    profile.uninstall("split-privileges@example.org")
+    assert not data.exists()
+    assert profile.decisions().decisions(store)["storage"].source != "user"

@@ -426,6 +426,7 @@ async def _proxy(request: web.Request, target: GatewayTarget, custom: URL | None
                 body = content.inject_html(body, injections)
                 headers = CIMultiDict(content.adjust_csp(list(headers.items()), injections, f"http://{request.host}"))
             headers.popall("Content-Length", None)
+            headers.popall("ETag", None)  # the body is no longer the handler's
             return web.Response(status=resp.status, body=body, headers=headers)
     if resp.body_complete and request.method != "HEAD":  # small answers: one buffered response
         try:
