@@ -44,7 +44,7 @@ PREFIX = "/.well-known/protoreg/content/"
 MAX_FILE = 1024 * 1024
 MAX_HTML = 8 * 1024 * 1024
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-_cache: dict[tuple[str, str, str], tuple[bytes, str]] = {}
+_cache: dict[tuple[str, str, int, int], tuple[bytes, str]] = {}
 
 
 def pattern_matches(pattern: str, url: URL, registered: Iterable[str]) -> bool:
@@ -86,20 +86,25 @@ def file_path(ext_id: str, path: str) -> str:
 
 
 def load_file(ext: Extension, path: str) -> tuple[bytes, str]:
-    """A content script file's bytes and its ``sha256-<base64>`` (read once per extension version; inside the
-    bundle only, at most MAX_FILE bytes)."""
-    key = (ext.id, ext.digest, path)
-    hit = _cache.get(key)
-    if hit is not None:
-        return hit
+    """A content script file's bytes and its ``sha256-<base64>`` (inside the bundle only, at most MAX_FILE
+    bytes; cached while the file is unchanged)."""
     root = Path(ext.root).resolve()
     full = (root / path).resolve()
     if not full.is_relative_to(root) or not full.is_file():
         raise FileNotFoundError(f"content script {path} of {ext.id} is not a file inside its bundle")
+    # The bundle digest covers Python files only, so the file's own identity keys the cache. A file that changes
+    # between a page and its load fails the integrity check in the browser: never a different script.
+    st = full.stat()
+    key = (ext.id, str(full), st.st_mtime_ns, st.st_size)
+    hit = _cache.get(key)
+    if hit is not None:
+        return hit
     data = full.read_bytes()[:MAX_FILE + 1]
     if len(data) > MAX_FILE:
         raise ValueError(f"content script {path} of {ext.id} is over {MAX_FILE} bytes")
     value = (data, "sha256-" + base64.b64encode(hashlib.sha256(data).digest()).decode())
+    if len(_cache) >= 256:  # bounded: files that keep changing don't pile up
+        _cache.clear()
     _cache[key] = value
     return value
 
