@@ -82,10 +82,13 @@ class Grants:
     def from_extension(cls, ext: Extension) -> Grants:
         """The extension's effective grants (``requested ∩ ceiling``, set by the profile at install); for a
         directory installed without a profile, what its manifest requests."""
-        if ext.granted_permissions is not None or ext.granted_hosts is not None:
-            return cls(frozenset(ext.granted_permissions or ()),
-                       tuple(parse_pattern(p) for p in ext.granted_hosts or ()))
         manifest = ext.manifest
+        if ext.granted_permissions is not None or ext.granted_hosts is not None:
+            perms, hosts = frozenset(ext.granted_permissions or ()), tuple(ext.granted_hosts or ())
+            if getattr(manifest, "sandboxes", None):  # the effective grants cover the sandboxes' requests too:
+                perms = perms & set(manifest.permissions)  # the extension's own handlers get only their own
+                hosts = tuple(p for p in hosts if p in manifest.granted_hosts)
+            return cls(perms, tuple(parse_pattern(p) for p in hosts))
         return cls(frozenset(p for p in manifest.permissions if "://" not in p and p != "<all_urls>"),
                    tuple(parse_pattern(p) for p in manifest.granted_hosts))
 
@@ -112,8 +115,12 @@ def _describe(ext: Extension, scheme_hint: str | None) -> str:
 
 
 def _dir_name(ext_id: str) -> str:
-    # "ext-" keeps any id (even "..", which the manifest rules refuse anyway) a plain child of data_root.
-    return "ext-" + "".join(c if c.isalnum() or c in "-_.@" else "_" for c in ext_id)
+    # "ext-" keeps any id (even "..", which the manifest rules refuse anyway) a plain child of data_root. A named
+    # sandbox ("ext@x#net", protoreg/sandboxes.py) gets "sbx-ext@x#net" as "sbx-ext@x_net": never an extension's.
+    prefix = "ext-"
+    if "#" in ext_id:
+        prefix, ext_id = "sbx-", ext_id.replace("#", "/", 1)
+    return prefix + "".join(c if c.isalnum() or c in "-_.@" else "_" for c in ext_id)
 
 
 class Broker:

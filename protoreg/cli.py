@@ -68,6 +68,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         _out(f"  {h.protocol}: {h.name} ({how}{trust})")
     grants = [*manifest.permissions, *manifest.host_permissions]
     _out(f"  grants: {', '.join(grants) if grants else 'none'}")
+    for name, sb in (getattr(manifest, "sandboxes", None) or {}).items():  # protoreg/sandboxes.py
+        _out(f"  sandbox {name} ({sb.script}, id {manifest.id}#{name}): grants: "
+             f"{', '.join(sb.requested) if sb.requested else 'none'}")
+    for i, cs in enumerate(getattr(manifest, "content_scripts", None) or ()):
+        _out(f"  content script {i}: {', '.join(cs.matches)} -> {', '.join([*cs.js, *cs.css])} ({cs.run_at})")
+    for i, rf in enumerate(getattr(manifest, "response_filters", None) or ()):
+        _out(f"  response filter {i}: {', '.join(rf.matches)} -> {rf.script}")
     _out(f"  python files: {len(files)}")
     if manifest.ignored_keys:
         _out(f"  ignored keys (not used by protoreg): {', '.join(manifest.ignored_keys)}")
@@ -682,14 +689,37 @@ def cmd_grants(args: argparse.Namespace) -> int:
     from protoreg.permissions import Grantee
 
     profile = _profile(args)
-    rec = profile.grants(args.ext_id)
+    ext_id, _, sandbox = args.ext_id.partition("#")  # "ext@x#net": a named sandbox's own decisions
+    rec = profile.grants(ext_id)
+    sandbox_grantee = None
+    if sandbox:
+        from protoreg.sandboxes import sandbox_extension
+
+        ext = profile._extension(ext_id, rec)
+        if sandbox not in ext.manifest.sandboxes:
+            _err(f"protoreg grants: {ext_id} declares no sandbox {sandbox!r} (its sandboxes: "
+                 f"{', '.join(sorted(ext.manifest.sandboxes)) or 'none'})")
+            return EXIT_FAIL
+        sandbox_grantee = Grantee.of(sandbox_extension(ext, sandbox))
+        rec = {**rec, "requested": list(sandbox_grantee.requested), "granted": list(sandbox_grantee.granted),
+               "clipped": [c for c in rec["clipped"] if c["permission"] in sandbox_grantee.requested],
+               "pending": None}
     actions = [(state, perm) for state, perm in (("allow", args.allow), ("deny", args.deny), ("prompt", args.prompt),
                                                  ("revoke", args.revoke)) if perm is not None]
     if args.expires is not None and (not actions or actions[0][0] == "revoke"):
         _err("protoreg grants: --expires goes with --allow, --deny or --prompt (a revoke never expires)")
         return EXIT_USAGE
     manager = profile.decisions()
-    grantee = Grantee.from_record(args.ext_id, rec)
+    grantee = sandbox_grantee or Grantee.from_record(args.ext_id, rec)
+    sandboxes: list[str] = []
+    if sandbox_grantee is None:
+        try:  # with named sandboxes, the record's grants include theirs: the extension's own decisions are fewer
+            ext = profile._extension(ext_id, rec)
+        except Exception:
+            ext = None
+        if ext is not None and getattr(ext.manifest, "sandboxes", None):
+            grantee = Grantee.of(ext)
+            sandboxes = sorted(ext.manifest.sandboxes)
     for state, perm in actions:
         if state == "revoke":
             dec = manager.revoke(grantee, perm)
@@ -706,6 +736,8 @@ def cmd_grants(args: argparse.Namespace) -> int:
         _out(f"  clipped:   {c['permission']} (by {c['by']})")
     if rec.get("pending"):
         _out(f"  pending:   {rec['pending']['version']} asks for {', '.join(rec['pending']['new'])}")
+    if sandboxes:
+        _out(f"  sandboxes: {', '.join(sandboxes)} (their own decisions: protoreg grants {ext_id}#NAME)")
     _out("  decisions:")
     for perm, dec in manager.decisions(grantee).items():
         _out(f"    {perm}: {dec.describe()}")

@@ -39,11 +39,13 @@ __all__ = [
     "InvalidURL",
     "ManifestError",
     "ManifestProblem",
+    "MessageError",
     "PermissionDenied",
     "PolicyError",
     "ProtoregError",
     "SandboxError",
     "TrustError",
+    "UnknownMessage",
     "UnknownScheme",
     "WorkerCrashed",
 ]
@@ -133,6 +135,24 @@ class TrustError(ProtoregError, RuntimeError):
 
 class PermissionDenied(ProtoregError, PermissionError):
     """A handler used a capability its manifest does not grant."""
+
+
+class MessageError(ProtoregError, RuntimeError):
+    """A message to a named sandbox of the extension failed (``runtime.sandbox(name).call(...)``).
+
+    ``kind`` says how: "undeclared" (no such sandbox in manifest.json), "unknown_message" (its handleMessage raised
+    UnknownMessage), "too_large", "timeout", "crashed", "not_json", "failed" (handleMessage raised), "refused"."""
+
+    def __init__(self, message: str, kind: str = "failed") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class UnknownMessage(MessageError):
+    """Raised by a sandbox's ``handleMessage`` for a message name it does not handle."""
+
+    def __init__(self, message: str, kind: str = "unknown_message") -> None:
+        super().__init__(message, kind)
 
 
 class SandboxError(ProtoregError, OSError):

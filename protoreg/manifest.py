@@ -30,14 +30,16 @@ from pydantic_core import PydanticCustomError
 from protoreg.errors import ManifestError, ManifestProblem
 from protoreg.schemes import check_scheme
 
-__all__ = ["KNOWN_PERMISSIONS", "MAX_MANIFEST_BYTES", "Manifest", "ProtocolHandler", "is_match_pattern",
+__all__ = ["KNOWN_PERMISSIONS", "MAX_MANIFEST_BYTES", "ContentScript", "Manifest", "ProtocolHandler", "ResponseFilter",
+           "Sandbox",
+           "is_match_pattern",
            "load_manifest", "manifest_json_schema", "match_pattern_problem", "parse_manifest",
            "validate_manifest"]
 
 log = logging.getLogger("protoreg.manifest")
 
 #: The API permissions protoreg can grant (WebExtension-style names).
-KNOWN_PERMISSIONS: Final = frozenset({"storage"})
+KNOWN_PERMISSIONS: Final = frozenset({"storage", "responseFilter"})
 #: A manifest.json larger than this is refused before it is parsed.
 MAX_MANIFEST_BYTES: Final = 1024 * 1024
 #: JSON nested deeper than this is refused (a manifest needs 4 levels; recursion limits start near 1000).
@@ -261,6 +263,13 @@ def _command_name(v: str) -> str:
     return v
 
 
+def _sandbox_name(v: str) -> str:
+    if not _COMMAND_NAME.match(v):
+        raise _fail(f"sandbox name {v!r} must be 1-32 lowercase letters, digits or '-', starting with a letter",
+                    'e.g. "net"')
+    return v
+
+
 class Command(BaseModel):
     """One ``commands`` entry: a host-side command (``protoreg ext run EXT NAME ...``) that runs in the extension's
     own sandboxed worker with its own grants. Web content can never reach it (it has no scheme)."""
@@ -274,6 +283,96 @@ class Command(BaseModel):
     @classmethod
     def _script(cls, v: str, info: ValidationInfo) -> str:
         return _bundle_path(v, info, "command script", python=True)
+
+
+class Sandbox(BaseModel):
+    """One ``sandboxes`` entry: a script run in a worker of its own with only its own grants; handlers reach it by
+    JSON messages (``runtime.sandbox(name).call(message, payload)``), see docs/sandboxes.md."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    script: str = Field(description="Bundle-relative path of the Python script defining "
+                                    "async handleMessage(name, payload).")
+    permissions: list[Annotated[str, AfterValidator(_permission)]] = Field(
+        default_factory=list, description='API permissions of this sandbox only ("storage").')
+    host_permissions: list[Annotated[str, AfterValidator(_host_pattern)]] = Field(
+        default_factory=list, description="Match patterns of the hosts this sandbox (only) may fetch.")
+
+    @field_validator("script")
+    @classmethod
+    def _script(cls, v: str, info: ValidationInfo) -> str:
+        return _bundle_path(v, info, "sandbox script", python=True)
+
+    @property
+    def granted_hosts(self) -> list[str]:
+        return [*self.host_permissions, *(p for p in self.permissions if p not in KNOWN_PERMISSIONS)]
+
+    @property
+    def requested(self) -> list[str]:
+        """Every permission and host pattern this sandbox requests."""
+        return list(dict.fromkeys([*self.permissions, *self.host_permissions]))
+
+
+def _content_pattern(value: str) -> str:
+    problem = match_pattern_problem(value)
+    if problem is not None:
+        raise _fail(*problem)
+    return value
+
+
+class ContentScript(BaseModel):
+    """One ``content_scripts`` entry: JS/CSS the gateway injects into matching HTML pages of registered schemes
+    (docs/handlers.md, "Content scripts and filters"). The extension needs host permission for what it matches."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    matches: list[Annotated[str, AfterValidator(_content_pattern)]] = Field(
+        min_length=1, description='Match patterns over registered schemes ("ipfs://*/*", "web+foo://example/*"); '
+                                  '"<all_urls>" is every registered scheme.')
+    exclude_matches: list[Annotated[str, AfterValidator(_content_pattern)]] = Field(
+        default_factory=list, description="Pages matching any of these are left alone.")
+    js: list[str] = Field(default_factory=list, description="Bundle-relative .js files, injected in order.")
+    css: list[str] = Field(default_factory=list, description="Bundle-relative .css files, injected in order.")
+    run_at: Literal["document_start", "document_end", "document_idle"] = Field(
+        "document_idle", description="document_start: first in <head>; document_end and document_idle: at the end "
+                                     "of <body> (document_idle deferred).")
+
+    @field_validator("js", "css")
+    @classmethod
+    def _files(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        suffix = "." + str(info.field_name)
+        out = []
+        for path in v:
+            if not path.endswith(suffix):
+                raise _fail(f"{path!r} must be a {suffix} file", f"list {suffix} files under {info.field_name!r}")
+            out.append(_bundle_path(path, info, f"content script {info.field_name}", python=False))
+        return out
+
+    @model_validator(mode="after")
+    def _something(self) -> ContentScript:
+        if not self.js and not self.css:
+            raise _fail("a content script needs js or css files", 'add "js": ["content.js"]')
+        return self
+
+
+class ResponseFilter(BaseModel):
+    """One ``response_filters`` entry: a Python filter over the bodies of matching responses of any extension, run
+    in this extension's worker (needs the "responseFilter" permission and host permission for what it matches)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    matches: list[Annotated[str, AfterValidator(_content_pattern)]] = Field(
+        min_length=1, description='Match patterns over registered schemes; "<all_urls>" is every registered scheme.')
+    exclude_matches: list[Annotated[str, AfterValidator(_content_pattern)]] = Field(default_factory=list)
+    script: str = Field(description="Bundle-relative .py file defining filterResponse(response, chunks), an async "
+                                    "generator yielding the new body.")
+    types: list[str] = Field(default_factory=list, description='Content types filtered (e.g. ["text/html"]); '
+                                                               "empty: every type.")
+
+    @field_validator("script")
+    @classmethod
+    def _script(cls, v: str, info: ValidationInfo) -> str:
+        return _bundle_path(v, info, "response filter script", python=True)
 
 
 class Manifest(BaseModel):
@@ -296,6 +395,13 @@ class Manifest(BaseModel):
     commands: dict[Annotated[str, AfterValidator(_command_name)], Command] = Field(
         default_factory=dict, description="Host-side commands (protoreg ext run EXT NAME ARGS): each runs its "
                                           "script's runCommand in the extension's sandboxed worker.")
+    sandboxes: dict[Annotated[str, AfterValidator(_sandbox_name)], Sandbox] = Field(
+        default_factory=dict, description="Named sandboxes: scripts with their own grants in their own workers, "
+                                          "reached by JSON messages from the handlers (docs/sandboxes.md).")
+    content_scripts: list[ContentScript] = Field(
+        default_factory=list, description="JS/CSS the gateway injects into matching HTML pages of registered schemes.")
+    response_filters: list[ResponseFilter] = Field(
+        default_factory=list, description='Python filters over matching response bodies (needs "responseFilter").')
     origin_isolation: Literal["extension", "origin"] = Field(
         "extension", description='"origin": one worker process per origin (scheme://host), so a compromised handler '
                                  "serving one origin can't reach another origin's storage or requests; "

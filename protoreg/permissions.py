@@ -151,6 +151,8 @@ class Grantee:
             granted = tuple(dict.fromkeys([*apis, *manifest.granted_hosts]))
         else:
             granted = (*sorted(perms or ()), *(hosts or ()))
+            if getattr(manifest, "sandboxes", None):  # a named sandbox's grants are its own (protoreg/sandboxes.py)
+                granted = tuple(p for p in granted if p in requested or p in manifest.granted_hosts)
         provenance = getattr(ext, "provenance", "")
         return cls(ext.id, requested, granted, signed=bool(provenance) and provenance.startswith("store"))
 

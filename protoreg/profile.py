@@ -59,7 +59,11 @@ def default_profile_dir() -> Path:
 
 
 def _requested(manifest: Manifest) -> list[str]:
-    return list(dict.fromkeys([*manifest.permissions, *manifest.host_permissions]))
+    """Everything the bundle requests: its own permissions and those of each named sandbox (protoreg/sandboxes.py),
+    so a store's ceiling clips both; each sandbox then gets its own requests within the effective grants."""
+    sandboxes = (getattr(manifest, "sandboxes", None) or {}).values()
+    return list(dict.fromkeys([*manifest.permissions, *manifest.host_permissions,
+                               *(p for sb in sandboxes for p in sb.requested)]))
 
 
 def _is_host(perm: str) -> bool:
@@ -334,6 +338,12 @@ class Profile:
         """Remove the extension, its storage partitions and its data directory."""
         with self._locked():
             records = self.installed
+            sandboxes: list[str] = []
+            if ext_id in records:  # its named sandboxes (protoreg/sandboxes.py) have storage, data and decisions too
+                try:
+                    sandboxes = sorted(self.verify(ext_id, records[ext_id])[1].sandboxes)
+                except Exception:  # noqa: S110 - a broken bundle is still uninstalled
+                    pass
             if records.pop(ext_id, None) is None:
                 raise InstallError(f"{ext_id} is not installed in {self.path} (installed: "
                                    f"{', '.join(records) or 'none'})")
@@ -341,7 +351,9 @@ class Profile:
             self.audit("uninstall", id=ext_id)
         from protoreg.permissions import PermissionManager
 
-        PermissionManager(self.path).forget(ext_id)  # its decisions go with it
+        grantees = [ext_id, *(f"{ext_id}#{name}" for name in sandboxes)]
+        for grantee in grantees:
+            PermissionManager(self.path).forget(grantee)  # its decisions go with it
         for reg in list(self._registries):
             if ext_id in reg.extensions:
                 reg.uninstall(ext_id)  # a Session on it forgets storage and data
@@ -349,10 +361,14 @@ class Profile:
 
         storage = StorageStore(self.path / "storage.sqlite3")
         try:
-            storage.delete_extension(ext_id)
+            for grantee in grantees:
+                storage.delete_extension(grantee)
         finally:
             storage.close()
-        shutil.rmtree(self.data_dir(ext_id), ignore_errors=True)
+        from protoreg.broker import _dir_name
+
+        for grantee in grantees:
+            shutil.rmtree(self.path / "data" / _dir_name(grantee), ignore_errors=True)
         self._gc()
 
     def decisions(self) -> Any:

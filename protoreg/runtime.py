@@ -22,9 +22,11 @@ from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from protoreg.errors import PermissionDenied
+from protoreg.errors import MessageError, PermissionDenied, UnknownMessage
+from protoreg.sandboxes import MAX_MESSAGE
 
-__all__ = ["FetchResult", "FetchStream", "data_dir", "fetch", "storage"]
+__all__ = ["FetchResult", "FetchStream", "MessageError", "SandboxHandle", "UnknownMessage", "data_dir", "fetch",
+           "sandbox", "storage"]
 
 #: Set by the worker when it starts: sends a CALL frame for the request being served and awaits the RESULT.
 _call: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None
@@ -147,3 +149,33 @@ def data_dir() -> Path:
                                "manifest.json to get one; if it has it, the store did not grant it or the user's "
                                "decision for storage was not allow when this worker started (protoreg grants ID)")
     return Path(_data_dir)
+
+
+class SandboxHandle:
+    """A named sandbox of this extension (manifest.json ``sandboxes``), reached only by JSON messages."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def call(self, message: str, payload: Any = None, *, timeout: float | None = None) -> Any:
+        """Send ``message`` with a JSON ``payload`` to the sandbox's ``handleMessage(name, payload)`` and return its
+        JSON reply. Raises :class:`~protoreg.errors.MessageError` (``.kind``: "undeclared", "unknown_message",
+        "too_large", "timeout", "crashed", "not_json", "failed") or PermissionDenied."""
+        try:
+            size = len(_json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode())
+        except (TypeError, ValueError) as exc:
+            raise MessageError(f"the payload for {self.name}:{message} is not a JSON value: {exc}",
+                               "not_json") from None
+        if size > MAX_MESSAGE:
+            raise MessageError(f"the payload for {self.name}:{message} is {size} bytes of JSON, over the "
+                               f"{MAX_MESSAGE}-byte limit of sandbox messages", "too_large")
+        return await _invoke("sandbox.call", {"sandbox": self.name, "message": str(message), "payload": payload,
+                                              **({"timeout": float(timeout)} if timeout is not None else {})})
+
+    def __repr__(self) -> str:
+        return f"<sandbox {self.name}>"
+
+
+def sandbox(name: str) -> SandboxHandle:
+    """The named sandbox ``name`` of this extension: ``await runtime.sandbox("net").call("get_block", {...})``."""
+    return SandboxHandle(name)

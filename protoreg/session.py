@@ -122,19 +122,49 @@ class Session:
 
     def _on_registry_event(self, event: str, extension: Any) -> None:
         if event == "uninstalled":
-            self.broker.forget(extension)
-            self.permissions.forget(extension.id)
+            from protoreg.sandboxes import with_sandboxes
+
+            for grantee in with_sandboxes([extension]):  # and each named sandbox's storage, data dir and decisions
+                self.broker.forget(grantee)
+                self.permissions.forget(grantee.id)
 
     async def _on_call(self, worker: WorkerProcess, stream: WorkerStream | None, msg: dict[str, Any]) -> Any:
-        # Identity comes from the channel: which worker (so which extension) and which request stream.
-        ext = self.registry.extensions.get(worker.label)
+        # Identity comes from the channel: which worker (so which extension, and which of its named sandboxes, if
+        # any) and which request stream; never from the message.
+        ext = self.registry.extensions.get(worker.extension_id or worker.label)
         if ext is None or stream is None:
             raise PermissionDenied(f"{msg.get('cap')}: the extension {worker.label} is no longer installed")
         url = URL(stream.url, encoded=True)
-        origin = self.registry.origin(url).serialize()
+        if worker.sandbox is not None:  # a named sandbox: its own grants, the origin its caller was serving
+            if stream.origin is None:
+                raise PermissionDenied(f"{msg.get('cap')}: sandbox {worker.label} called outside a message")
+            origin, scheme = stream.origin, f"sandbox {worker.sandbox}"
+        elif stream.origin is not None:  # a response filter's stream: the origin of the response it filters
+            origin, scheme = stream.origin, url.scheme
+        else:
+            origin, scheme = self.registry.origin(url).serialize(), url.scheme
         if worker.bound_origin is not None and origin != worker.bound_origin:  # can't happen: defence in depth
             raise PermissionDenied(f"{msg.get('cap')}: the worker of {worker.bound_origin} named a request of {origin}")
-        return await self.broker.call(ext, origin, url.scheme, str(msg["cap"]), msg["args"])
+        if msg["cap"] == "sandbox.call":
+            from protoreg.sandboxes import deliver, sandbox_id
+
+            args = msg["args"]
+            target = f"{sandbox_id(ext.id, str(args.get('sandbox')))}:{str(args.get('message'))[:64]}"
+            try:
+                value = await deliver(self.workers, worker, ext, origin, args,
+                                      max_timeout=self.config.request_timeout)
+            except Exception as exc:  # refused (undeclared, or from a sandbox) vs. allowed but failed (its reason)
+                refused = isinstance(exc, PermissionDenied) or getattr(exc, "kind", "") == "undeclared"
+                self.broker.audit.record(ext.id, origin, "sandbox.call", target, not refused,
+                                         ("" if refused else "failed: ") + str(exc)[:500])
+                raise
+            self.broker.audit.record(ext.id, origin, "sandbox.call", target, True, "")
+            return value
+        if worker.sandbox is not None:
+            from protoreg.sandboxes import sandbox_extension
+
+            ext = sandbox_extension(ext, worker.sandbox)
+        return await self.broker.call(ext, origin, scheme, str(msg["cap"]), msg["args"])
 
     async def __aenter__(self) -> Session:
         await self.start()

@@ -430,7 +430,8 @@ def publish(directory: str | os.PathLike[str], bundle: bytes, key: CryptoSigner,
             raise
         md = Metadata(Targets(expires=_now() + targets_expiry))
         md.signed.version = 0  # the first publish makes it version 1
-    requested = sorted({*manifest.permissions, *manifest.host_permissions})
+    requested = sorted({*manifest.permissions, *manifest.host_permissions,  # and each named sandbox's
+                        *(p for sb in (getattr(manifest, "sandboxes", None) or {}).values() for p in sb.requested)})
     info = TargetFile.from_data(path, bundle, ["sha256"])
     info.unrecognized_fields["custom"] = {"protoreg": {"id": parsed.id, "version": parsed.version,
                                                        "permissions": requested}}

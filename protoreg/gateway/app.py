@@ -19,7 +19,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from protoreg.errors import InvalidRequest, InvalidURL, PolicyError, ProtoregError, UnknownScheme
+from protoreg import content, filters
+from protoreg.errors import InvalidRequest, InvalidURL, PermissionDenied, PolicyError, ProtoregError, UnknownScheme
 from protoreg.gateway import dashboard
 from protoreg.gateway.hosts import (
     GatewayTarget,
@@ -102,7 +103,66 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     owner = registry.lookup(target.scheme).extension.id  # type: ignore[attr-defined]
     if target.site != site_label(owner, target.scheme, target.host):
         return _not_this_site(registry, request, target)
+    if request.raw_path.startswith(content.PREFIX):
+        return _content_file(request, target)
     return await _proxy(request, target)
+
+
+def _content_file(request: web.Request, target: GatewayTarget) -> web.StreamResponse:
+    """A content script file on the page's own origin (protoreg/content.py): the path is reserved on every custom
+    origin, and serves only files that an extension lists for pages of this origin."""
+    registry = request.app[REGISTRY]
+    page = URL.build(scheme=target.scheme or "", host=target.host or "", path="/")
+    found = content.resolve_file(registry.extensions, page, request.raw_path, registry.schemes)  # type: ignore[attr-defined]
+    if found is None or request.method not in ("GET", "HEAD"):
+        return error_page(404, f"{request.path} is reserved for content scripts, and no installed extension injects "
+                               "such a file into pages of this origin.")
+    ext, path, ctype = found
+    try:
+        data, _integrity = content.load_file(ext, path)
+    except (OSError, ValueError) as exc:
+        return error_page(404, str(exc))
+    return web.Response(body=data, headers={
+        "Content-Type": ctype, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache",
+        "Cross-Origin-Resource-Policy": "same-origin", "Origin-Agent-Cluster": "?1"})
+
+
+async def _content_scripts(request: web.Request, url: URL, resp: Any) -> list[content.Injection]:
+    """The content script files to inject into this HTML page: entries that match it, of extensions holding a
+    host permission for it that the permission manager allows (it may prompt). Each decision is audited."""
+    registry = request.app[REGISTRY]
+    session = request.app[SESSION]
+    schemes = registry.schemes  # type: ignore[attr-defined]
+    found = content.candidates(registry.extensions.values(), url, schemes)  # type: ignore[attr-defined]
+    if not found:
+        return []
+    origin = registry.origin(url).serialize()  # type: ignore[attr-defined]
+    out: list[content.Injection] = []
+    for ext, entry in found:
+        pattern = content.granted_pattern(ext, url, schemes)
+        files = [*entry.css, *entry.js]
+        if pattern is None:
+            session.audit.record(ext.id, origin, "content_script", str(url), False,
+                                 f"{ext.id} matches {url} with a content script but holds no host permission for "
+                                 f'it: add a pattern such as "{url.scheme}://{url.host}/*" to host_permissions')
+            continue
+        try:
+            how = await session.permissions.check(ext, pattern, capability="content_script", target=str(url),
+                                                  origin=origin)
+        except PermissionDenied as exc:
+            session.audit.record(ext.id, origin, "content_script", str(url), False, str(exc), permission=pattern)
+            continue
+        for path in files:
+            try:
+                _data, integrity = content.load_file(ext, path)
+            except (OSError, ValueError) as exc:
+                log.warning("content script not injected: %s", exc)
+                continue
+            out.append(content.Injection(ext.id, path, content.file_path(ext.id, path),
+                                         "css" if path.endswith(".css") else "js", integrity, entry.run_at))
+        session.audit.record(ext.id, origin, "content_script", f"{url} ({', '.join(files)})", True, how,
+                             permission=pattern)
+    return out
 
 
 def _not_this_site(registry: Any, request: web.Request, target: GatewayTarget) -> web.StreamResponse:
@@ -264,6 +324,39 @@ def _to_browser(registry: Any, value: str, authority: str) -> str:
     return value
 
 
+async def _read_upto(resp: Any, limit: int) -> tuple[bytes, AsyncIterator[bytes] | None]:
+    """Up to ``limit`` bytes of the body; (all of it, None), or (what was read, the rest of the stream)."""
+    chunks: list[bytes] = []
+    size = 0
+    stream = resp.stream()
+    async for chunk in stream:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks), stream
+    return b"".join(chunks), None
+
+
+async def _stream_rest(request: web.Request, url: URL, resp: Any, headers: CIMultiDict[str], head: bytes,
+                       rest: AsyncIterator[bytes]) -> web.StreamResponse:
+    out = web.StreamResponse(status=resp.status, headers=headers)
+    try:
+        await out.prepare(request)
+        await out.write(head)
+        async for chunk in rest:
+            await out.write(chunk)
+    except ProtoregError as exc:
+        log.warning("stream for %s ended early: %s", url, exc)
+        if request.transport is not None:
+            request.transport.close()
+        return out
+    except (ConnectionResetError, OSError):
+        resp.close()
+        return out
+    await out.write_eof()
+    return out
+
+
 async def _request_body(request: web.Request) -> AsyncIterator[bytes]:
     async for chunk in request.content.iter_any():
         yield chunk
@@ -312,6 +405,29 @@ async def _proxy(request: web.Request, target: GatewayTarget, custom: URL | None
             headers["Content-Disposition"] = "attachment"
     # Each origin its own agent cluster: a handler can't opt its pages into document.domain merging.
     headers["Origin-Agent-Cluster"] = "?1"
+    if custom is None and request.method == "GET" and 200 <= resp.status <= 299 and \
+            "Content-Encoding" not in resp.headers:
+        # Response filters (protoreg/filters.py), then content scripts (protoreg/content.py), on buffered bodies.
+        found = filters.matching_filters(registry.extensions.values(), url,  # type: ignore[attr-defined]
+                                         resp.headers.get("Content-Type", ""), registry.schemes)  # type: ignore[attr-defined]
+        injections = (await _content_scripts(request, url, resp)
+                      if resp.status == 200 and content.is_html(resp.headers) else [])
+        if found or injections:
+            body, rest = await _read_upto(resp, max(filters.MAX_FILTER_BODY, content.MAX_HTML))
+            if rest is not None:  # too large to buffer: left alone
+                for ext, _i, entry in found:
+                    session.audit.record(ext.id, registry.origin(url).serialize(), "response_filter",  # type: ignore[attr-defined]
+                                         f"{url} ({entry.script})", True, "skipped: the body is too large to filter")
+                return await _stream_rest(request, url, resp, headers, body, rest)
+            if found:
+                body = await filters.apply_filters(session, registry, url, resp.status, list(resp.headers.items()),
+                                                   body, found)
+            if injections:  # let the page's CSP admit exactly these files
+                body = content.inject_html(body, injections)
+                headers = CIMultiDict(content.adjust_csp(list(headers.items()), injections, f"http://{request.host}"))
+            headers.popall("Content-Length", None)
+            headers.popall("ETag", None)  # the body is no longer the handler's
+            return web.Response(status=resp.status, body=body, headers=headers)
     if resp.body_complete and request.method != "HEAD":  # small answers: one buffered response
         try:
             body = await resp.read()

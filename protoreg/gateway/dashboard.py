@@ -14,9 +14,11 @@ from typing import Any
 
 from aiohttp import web
 
+from protoreg.broker import Grants
 from protoreg.gateway import grants as grant_panels
 from protoreg.gateway.hosts import GatewayTarget, LabelTooLong, to_gateway_url
 from protoreg.gateway.pages import FAVICON_SVG, FAVICON_URL, STYLE, error_page, favicon_link, page_headers
+from protoreg.sandboxes import sandbox_extension, sandbox_id
 
 __all__ = ["asset", "render", "status"]
 
@@ -57,8 +59,19 @@ def status(registry: Any, session: Any) -> dict[str, Any]:
                      + (f"; DISABLED: {registry.disabled[ext.id]}" if ext.id in getattr(registry, "disabled", {})
                         else "")})
         if getattr(ext, "granted_permissions", None) is not None or getattr(ext, "granted_hosts", None) is not None:
-            exts[-1]["permissions"] = sorted(ext.granted_permissions or ())
-            exts[-1]["host_permissions"] = list(ext.granted_hosts or ())
+            grants = Grants.from_extension(ext)  # the handlers' own (without the sandboxes' grants)
+            exts[-1]["permissions"] = sorted(grants.permissions)
+            exts[-1]["host_permissions"] = [p.text for p in grants.hosts]
+        exts[-1]["content_scripts"] = [{"matches": list(c.matches), "files": [*c.js, *c.css], "run_at": c.run_at}
+                                       for c in getattr(ext.manifest, "content_scripts", None) or ()]
+        exts[-1]["response_filters"] = [{"matches": list(f.matches), "script": f.script}
+                                        for f in getattr(ext.manifest, "response_filters", None) or ()]
+        exts[-1]["sandboxes"] = []
+        for name, spec in (getattr(ext.manifest, "sandboxes", None) or {}).items():  # protoreg/sandboxes.py
+            grants = Grants.from_extension(sandbox_extension(ext, name))
+            exts[-1]["sandboxes"].append({"name": name, "id": sandbox_id(ext.id, name), "script": spec.script,
+                                          "permissions": sorted(grants.permissions),
+                                          "host_permissions": [p.text for p in grants.hosts]})
     audit = getattr(session, "audit", None)
     return {"extensions": exts, "sandbox": _sandbox_report(), "workers": session.workers.stats(),
             "audit": [dict(r) for r in audit.recent(50)] if audit is not None else None,
@@ -111,6 +124,17 @@ async def render(request: web.Request, registry: Any, session: Any, target: Gate
         grants = ", ".join(escape(p) for p in ext["permissions"] + ext["host_permissions"]) or "none"
         grant_rows.append(f"<tr><td><code>{escape(ext['id'])}</code></td><td>{grants}</td>"
                           f"<td><code>{escape(ext['csp'] or '(baseline only)')}</code></td></tr>")
+        for kind, entries in (("content scripts", ext.get("content_scripts", ())),
+                              ("response filter", ext.get("response_filters", ()))):
+            for e in entries:
+                what = ", ".join(e.get("files") or [e.get("script", "")])
+                grant_rows.append(f"<tr><td><code>{escape(ext['id'])}</code><br><span class=note>{kind} "
+                                  f"{escape(what)}</span></td><td>on {escape(', '.join(e['matches']))}</td>"
+                                  "<td></td></tr>")
+        for sb in ext.get("sandboxes", ()):
+            grants = ", ".join(escape(p) for p in sb["permissions"] + sb["host_permissions"]) or "none"
+            grant_rows.append(f"<tr><td><code>{escape(sb['id'])}</code><br><span class=note>sandbox, "
+                              f"{escape(sb['script'])}</span></td><td>{grants}</td><td></td></tr>")
     layer_rows = [f"<tr><td>{escape(str(layer.get('name')))}</td>"
                   f"<td>{_badge(bool(layer.get('active')), 'active', 'inactive')}</td>"
                   f"<td>{escape(str(layer.get('detail', '')))}</td></tr>" for layer in data["sandbox"]["layers"]]

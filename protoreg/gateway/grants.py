@@ -131,8 +131,10 @@ _EXPIRY_OPTIONS = (("never", "until changed"), ("session", "for this session"), 
 
 
 def _grants_html(registry: Any, manager: Any, token: str) -> str:
+    from protoreg.sandboxes import with_sandboxes
+
     rows = []
-    for ext in registry.extensions.values():
+    for ext in with_sandboxes(registry.extensions.values()):  # named sandboxes have their own decisions
         grantee = Grantee.of(ext)
         decisions = manager.decisions(grantee)
         if not decisions:
@@ -170,13 +172,15 @@ def _grants_html(registry: Any, manager: Any, token: str) -> str:
 
 
 def _audit_html(request: web.Request, registry: Any, audit: Any, now: float) -> str:
+    from protoreg.sandboxes import with_sandboxes
+
     q = request.query
     extension = q.get("extension") or None
     permission = q.get("permission") or None
     denied = q.get("denied") == "1"
     since = {"1h": 3600, "1d": 86400, "7d": 604800}.get(q.get("since", ""))
     ext_opts = "".join(f'<option value="{escape(e)}"{" selected" if e == extension else ""}>{escape(e)}</option>'
-                       for e in sorted(registry.extensions))
+                       for e in sorted(x.id for x in with_sandboxes(registry.extensions.values())))
     since_opts = "".join(f'<option value="{v}"{" selected" if q.get("since") == v else ""}>{label}</option>'
                          for v, label in (("", "any time"), ("1h", "last hour"), ("1d", "last day"),
                                           ("7d", "last 7 days")))
@@ -204,8 +208,10 @@ def status(registry: Any, session: Any) -> dict[str, Any]:
     manager = getattr(session, "permissions", None)
     if manager is None:
         return {"decisions": {}, "prompts": []}
+    from protoreg.sandboxes import with_sandboxes
+
     return {"decisions": {ext.id: {p: d.to_json() for p, d in manager.decisions(ext).items()}
-                          for ext in registry.extensions.values()},
+                          for ext in with_sandboxes(registry.extensions.values())},
             "prompts": [{"id": r.id, "extension": r.extension, "permission": r.permission,
                          "capability": r.capability, "target": r.target, "origin": r.origin, "created": r.created,
                          "waiting": r.waiting} for r in manager.pending()]}
@@ -269,7 +275,9 @@ async def handle_post(request: web.Request, registry: Any, session: Any) -> web.
     manager = session.permissions
     try:
         if request.path == "/_protoreg/decide":
-            ext = registry.extensions.get(str(form.get("extension", "")))
+            from protoreg.sandboxes import lookup
+
+            ext = lookup(registry.extensions, str(form.get("extension", "")))  # an extension or a named sandbox
             if ext is None:
                 return error_page(404, f"No extension {form.get('extension')!r} is installed.",
                                   links=[("/", "the dashboard")])

@@ -136,8 +136,16 @@ class WorkerManager:
         spec["required"] = sorted(spec.get("required", ()))
         return spec
 
-    def init_config(self, ext: Extension, worker: WorkerProcess | None = None) -> dict[str, Any]:
+    def init_config(self, ext: Extension, worker: WorkerProcess | None = None,
+                    sandbox: str | None = None) -> dict[str, Any]:
         handlers = {h.protocol: h.uriHandlerScript for h in ext.manifest.protocol_handlers if h.uriHandlerScript}
+        commands = {f"protoreg-cmd-{n}": c.script for n, c in (getattr(ext.manifest, "commands", None) or {}).items()}
+        script = None
+        if sandbox is not None:  # a named sandbox's worker: only its script, only its grants (protoreg/sandboxes.py)
+            from protoreg.sandboxes import sandbox_extension
+
+            script = ext.manifest.sandboxes[sandbox].script
+            ext, handlers, commands = sandbox_extension(ext, sandbox), {}, {}
         spec = self.sandbox_spec(ext)
         if spec is not None and worker is not None:
             if worker.cgroup is not None:
@@ -148,16 +156,21 @@ class WorkerManager:
         return {"label": ext.id, "extension": {"id": ext.id, "name": ext.name, "version": ext.version},
                 "handlers": handlers, "window": self.config.window, "sandbox": spec,
                 # Extension commands (protoreg/commands.py): loaded on first use, on a scheme nothing can claim.
-                "commands": {f"protoreg-cmd-{n}": c.script
-                             for n, c in (getattr(ext.manifest, "commands", None) or {}).items()},
+                "commands": commands, "sandbox_script": script,
+                # Response filters (protoreg/filters.py): loaded on first use, on a scheme nothing can claim.
+                "filters": {} if sandbox is not None else {
+                    f"protoreg-filter-{i}": f.script
+                    for i, f in enumerate(getattr(ext.manifest, "response_filters", None) or ())},
                 "bundle_root": str(ext.root), "data_dir": str(data) if (data := self.data_dir(ext)) else None}
 
-    async def _start_worker(self, ext: Extension, origin: str | None = None) -> WorkerProcess:
+    async def _start_worker(self, ext: Extension, origin: str | None = None,
+                            sandbox: str | None = None) -> WorkerProcess:
         worker = await self._take_spare()
-        payload = encode_init(self.init_config(ext, worker), dict(ext.files))
+        payload = encode_init(self.init_config(ext, worker, sandbox), dict(ext.files))
         worker.on_call = self.on_call
         worker.bound_origin = origin
-        hello = await worker.specialise(ext.id, payload)
+        worker.extension_id, worker.sandbox = ext.id, sandbox
+        hello = await worker.specialise(ext.id if sandbox is None else f"{ext.id}#{sandbox}", payload)
         for scheme, err in (hello.get("load_errors") or {}).items():
             worker.logger.error("extension %s, scheme %s: %s", ext.id, printable(str(scheme)), printable(str(err)))
         return worker
@@ -171,6 +184,30 @@ class WorkerManager:
             label = ext.id if key[1] is None else f"{ext.id} for {key[1]}"
             pool = self._pools[key] = ExtensionPool(label, self.config, lambda: self._start_worker(ext, key[1]))
         return pool
+
+    def sandbox_pool(self, ext: Extension, name: str) -> ExtensionPool:
+        """The pool of the named sandbox ``name`` of ``ext`` (protoreg/sandboxes.py): started on the first message,
+        stopped when idle, restarted with backoff after a crash, like a handler's."""
+        key = (ext.id, f"#sandbox:{name}")  # never a serialized origin, so never a handler pool's key
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = ExtensionPool(f"{ext.id}#{name}", self.config,
+                                                    lambda: self._start_worker(ext, None, name))
+        return pool
+
+    async def dispatch_sandbox(self, ext: Extension, name: str, head: dict[str, Any], body: bytes,
+                               origin: str) -> WorkerStream:
+        """Send a message request to the named sandbox's worker; ``origin`` is the calling handler's request origin
+        (its storage partition), set by the parent, never by either worker."""
+        if self._closed:
+            raise WorkerCrashed("the session is closed", extension=ext.id)
+        pool = self.sandbox_pool(ext, name)
+        worker = await pool.acquire()
+        if not worker.alive:
+            worker = await pool.acquire()
+        stream = worker.request(head, body)
+        stream.origin = origin
+        return stream
 
     # -- requests ---------------------------------------------------------------------------------------------
     async def dispatch(self, ext: Extension, head: dict[str, Any],

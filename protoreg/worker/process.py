@@ -32,7 +32,7 @@ _BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from protoreg.worker.b
 class WorkerStream:
     """One request in flight: ``head`` resolves to (status, headers) or raises HandlerError; then ``body``."""
 
-    __slots__ = ("body", "head", "id", "pump", "url", "worker")
+    __slots__ = ("body", "head", "id", "origin", "pump", "url", "worker")
 
     def __init__(self, worker: WorkerProcess, sid: int, url: str) -> None:
         self.worker = worker
@@ -41,6 +41,8 @@ class WorkerStream:
         self.head: asyncio.Future[tuple[int, list[tuple[str, str]]]] = asyncio.get_running_loop().create_future()
         self.body: InboundBody | None = None
         self.pump: asyncio.Task[None] | None = None
+        #: Set by the parent for a message to a named sandbox: the origin of the handler request it serves.
+        self.origin: str | None = None
 
     def abort(self) -> None:
         """Cancel the handler (client gone, timeout): the worker cancels its task and closes its stream."""
@@ -80,6 +82,9 @@ class WorkerProcess:
         self.cgroup_error: str = ""
         #: The one origin this worker serves (extensions with origin_isolation "origin"), or None.
         self.bound_origin: str | None = None
+        #: The extension this worker runs (set by the manager) and, for a named sandbox's worker, its name.
+        self.extension_id: str | None = None
+        self.sandbox: str | None = None
         self._streams: dict[int, WorkerStream] = {}
         self._next_id = 1
         self._hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -373,7 +378,8 @@ class WorkerProcess:
             self._on_violation(ProtocolViolation(f"malformed {cap} call: {exc}"))
             return
         except Exception as exc:
-            reply = {"id": call_id, "ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}
+            reply = {"id": call_id, "ok": False, "error": {"type": type(exc).__name__, "message": str(exc),
+                                                          **({"kind": exc.kind} if hasattr(exc, "kind") else {})}}
         with contextlib.suppress(ConnectionError):
             value = reply.get("value")
             if isinstance(value, dict) and isinstance(value.get("data"), bytes):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import json
 import os
 import socket
 import sys
@@ -14,7 +15,7 @@ from typing import Any
 
 from yarl import URL
 
-from protoreg.errors import PermissionDenied
+from protoreg.errors import MessageError, PermissionDenied, UnknownMessage
 from protoreg.ipc import MAX_CHUNK, Channel, FrameType, decode_json, encode_json
 from protoreg.messages import Request, Response, check_header, check_status
 from protoreg.worker.loader import BundleFinder, load_script
@@ -58,6 +59,31 @@ def _check_response(resp: object, script: str) -> Response:
     return resp
 
 
+class FilteredResponse:
+    """What a response filter is told about the response it filters: ``url`` (the custom URL), ``status``,
+    ``headers`` (read-only; a filter changes the body only)."""
+
+    __slots__ = ("headers", "status", "url")
+
+    def __init__(self, url: URL, status: int, headers: Any) -> None:
+        self.url, self.status, self.headers = url, status, headers
+
+
+def _filter_handler(fn: Any) -> Handler:
+    """A response filter as a handler: the filtered response's body comes in as the request body, its URL in the
+    query and its headers as the request headers; the filter's output is the response body (protoreg/filters.py)."""
+
+    async def run(request: Request) -> Response:
+        page = FilteredResponse(URL(request.url.query.get("url", ""), encoded=True),
+                                int(request.url.query.get("status", "200")), request.headers)
+        out = fn(page, request.stream())
+        if inspect.isawaitable(out):
+            out = await out
+        return Response(out, headers={"content-type": "application/octet-stream"})
+
+    return run
+
+
 class WorkerServer:
     def __init__(self, config: dict[str, Any], files: dict[str, bytes]) -> None:
         self.label = config["label"]
@@ -66,6 +92,14 @@ class WorkerServer:
         for scheme, script in config["handlers"].items():
             self.handlers[scheme] = (script, *self._load(scheme, script))
         self.commands: dict[str, str] = config.get("commands") or {}  # protoreg/commands.py: loaded when first run
+        self.filters: dict[str, str] = config.get("filters") or {}  # protoreg/filters.py: loaded when first run
+        #: A named sandbox's worker (protoreg/sandboxes.py): its script's handleMessage, or why it failed to load.
+        self.sandbox_script: str | None = config.get("sandbox_script")
+        self.on_message: Callable[[str, Any], Awaitable[Any]] | None = None
+        self.sandbox_error: str | None = None
+        if self.sandbox_script is not None:
+            fn, self.sandbox_error = self._load("sandbox", self.sandbox_script, "handleMessage")
+            self.on_message = fn  # type: ignore[assignment]
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.calls: dict[int, asyncio.Future[Any]] = {}
         self._next_call = 1
@@ -73,14 +107,17 @@ class WorkerServer:
         self.done = asyncio.get_running_loop().create_future()
 
     def _load(self, scheme: str, script: str, attr: str = "handleRequest") -> tuple[Handler | None, str | None]:
-        if attr != "handleRequest":  # an extension command (protoreg/commands.py)
+        if attr != "handleRequest":  # an extension command, a sandbox's handleMessage or a response filter
+            what, args = {"handleMessage": ("sandbox", "name, payload"),
+                          "filterResponse": ("response filter", "response, chunks")}.get(attr, ("command", "command"))
             try:
-                module = load_script(self.finder, script, f"_protoreg_command_{scheme.replace('-', '_')}")
+                module = load_script(self.finder, script, f"_protoreg_{what}_{scheme.replace('-', '_')}")
             except BaseException as exc:
-                return None, f"command script {script} failed to load: {_describe_exception(exc, self.label)}"
+                return None, f"{what} script {script} failed to load: {_describe_exception(exc, self.label)}"
             fn = getattr(module, attr, None)
-            if fn is None or not inspect.iscoroutinefunction(fn):
-                return None, f"command script {script} must define `async def {attr}(command)`"
+            if fn is None or not (inspect.iscoroutinefunction(fn)
+                                  or (attr == "filterResponse" and inspect.isasyncgenfunction(fn))):
+                return None, f"{what} script {script} must define `async def {attr}({args})`"
             return fn, None
         name = f"_protoreg_handler_{scheme.replace('+', '_')}"
         try:
@@ -124,8 +161,12 @@ class WorkerServer:
                     fut.set_result(msg.get("value"))
                 else:
                     err = msg.get("error") or {}
-                    cls = PermissionDenied if err.get("type") == "PermissionDenied" else RuntimeError
-                    fut.set_exception(cls(str(err.get("message", "capability call failed"))))
+                    text = str(err.get("message", "capability call failed"))
+                    if err.get("type") in ("MessageError", "UnknownMessage"):
+                        fut.set_exception(MessageError(text, str(err.get("kind") or "failed")))
+                    else:
+                        cls = PermissionDenied if err.get("type") == "PermissionDenied" else RuntimeError
+                        fut.set_exception(cls(text))
         elif ftype == FrameType.PING:
             assert self.channel is not None
             self.channel.send(FrameType.PONG, 0, payload)
@@ -149,13 +190,63 @@ class WorkerServer:
         if not self.done.done():
             self.done.set_result(None)
 
+    async def _message(self, stream: int, url: URL, body: Any) -> None:
+        """A message to this named sandbox: JSON payload in, ``{"ok": ..., "value"|"error": ...}`` out."""
+        channel = self.channel
+        assert channel is not None
+        try:
+            if self.on_message is None:
+                raise HandlerFault(500, self.sandbox_error or "no handleMessage")
+            raw = b"".join([c async for c in body]) if body is not None else b"null"
+            _current_stream.set(stream)
+            name = url.path.lstrip("/")
+            try:
+                value = await self.on_message(name, json.loads(raw))
+                reply = {"ok": True, "value": value}
+            except UnknownMessage as exc:
+                reply = {"ok": False, "error": {"kind": "unknown_message",
+                                                "message": f"sandbox {self.label} does not handle {name!r}: {exc}"}}
+            except MessageError as exc:
+                reply = {"ok": False, "error": {"kind": exc.kind, "message": str(exc)}}
+            except PermissionDenied as exc:
+                reply = {"ok": False, "error": {"kind": "refused", "message": f"sandbox {self.label}: {exc}"}}
+            except Exception as exc:
+                reply = {"ok": False, "error": {"kind": "failed", "message": f"sandbox {self.label}'s handleMessage"
+                                                f"({name!r}) raised {_describe_exception(exc, self.label)}"}}
+            try:
+                data = json.dumps(reply, ensure_ascii=False, allow_nan=False).encode()
+            except (TypeError, ValueError) as exc:
+                data = json.dumps({"ok": False, "error": {"kind": "not_json", "message": (
+                    f"sandbox {self.label} replied to {name!r} with a value that is not JSON: {exc}")}}).encode()
+            head_frame = encode_json({"status": 200, "headers": [["content-type", "application/json"]]})
+            channel.open_outbound(stream)
+            channel.send(FrameType.RESPONSE, stream, head_frame)
+            await channel.send_data(stream, data)
+            channel.end_data(stream)
+        except HandlerFault as fault:
+            if not channel.closed:
+                channel.close_outbound(stream)
+                channel.send_json(FrameType.ERROR, stream, {"status": fault.status, "message": str(fault),
+                                                            "started": False})
+        except (asyncio.CancelledError, ConnectionError):
+            pass
+        finally:
+            channel.close_inbound(stream)
+            self.tasks.pop(stream, None)
+
     async def _serve(self, stream: int, head: dict[str, Any], body: Any) -> None:
         channel = self.channel
         assert channel is not None
         url = URL(head["url"], encoded=True)
+        if self.sandbox_script is not None:
+            await self._message(stream, url, body)
+            return
         if url.scheme not in self.handlers and url.scheme in self.commands:
             self.handlers[url.scheme] = (self.commands[url.scheme],
                                          *self._load(url.scheme, self.commands[url.scheme], "runCommand"))
+        if url.scheme not in self.handlers and url.scheme in self.filters:
+            fn, err = self._load(url.scheme, self.filters[url.scheme], "filterResponse")
+            self.handlers[url.scheme] = (self.filters[url.scheme], _filter_handler(fn) if fn else None, err)
         script, handler, load_error = self.handlers.get(url.scheme, ("?", None, f"no handler for {url.scheme}"))
         started = False
         iterator: Any = None
