@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -86,12 +87,15 @@ def cmd_test(args: list[str]) -> int:
 
 def _call_quietly(cmd: list[str], **kw: object) -> int:
     """Run ``cmd``; Ctrl+C stops it (the child gets the SIGINT too and exits quietly) without a traceback here."""
-    proc = subprocess.Popen(cmd, **kw)  # type: ignore[call-overload]
-    while True:
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            continue  # the child got the same SIGINT from the terminal; wait for it to finish cleanly
+    # While the child runs, SIGINT does nothing here (a Python handler, not SIG_IGN: exec resets it, so the child
+    # keeps the default). Catching KeyboardInterrupt instead loses a race: the signal can be handled just after
+    # wait() returned, outside any try.
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        proc = subprocess.Popen(cmd, **kw)  # type: ignore[call-overload]
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def cmd_demo(args: list[str]) -> int:
