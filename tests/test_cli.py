@@ -344,8 +344,9 @@ def test_ctrl_c_on_a_tasks_py_child_exits_without_a_traceback(tmp_path):
 
     script = ("import sys; sys.path.insert(0, sys.argv[1]); import tasks; "
               "raise SystemExit(tasks._call_quietly([sys.executable, '-c', "
-              "'import time, sys; print(\\'ready\\', flush=True)\\n"
-              "try:\\n    time.sleep(60)\\nexcept KeyboardInterrupt:\\n    sys.exit(130)']))")
+              "'import time, sys\\n"
+              "try:\\n    print(\\'ready\\', flush=True)\\n    time.sleep(60)\\n"
+              "except KeyboardInterrupt:\\n    sys.exit(130)']))")
     proc = _start([sys.executable, "-c", script, str(ROOT)])
     try:
         _wait_for(proc, "ready")
