@@ -46,7 +46,7 @@ class FetchResponse:
     ) -> None:
         self.url = url
         self.status = status
-        self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict(list(headers)))
+        self._headers: Iterable[tuple[str, str]] | CIMultiDictProxy[str] = headers  # built when first read
         self.type: ResponseType = type
         self.origin = origin
         self.secure_context = secure_context
@@ -56,6 +56,14 @@ class FetchResponse:
         self._stream = stream
         self._timeout = timeout
         self._consumed = False
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """The response headers, case-insensitive and read-only."""
+        headers = self._headers
+        if not isinstance(headers, CIMultiDictProxy):
+            headers = self._headers = CIMultiDictProxy(CIMultiDict(list(headers)))
+        return headers
 
     @property
     def body_complete(self) -> bool:
@@ -101,7 +109,13 @@ class FetchResponse:
 
     async def read(self) -> bytes:
         if self._buffered is None:
-            self._buffered = b"".join([chunk async for chunk in self.stream()])
+            st = self._stream
+            if st is not None and not self._consumed and st.body is not None and st.body.complete:
+                # The whole body is already here (a small response): take it without an async generator.
+                self._consumed, self._stream = True, None
+                self._buffered = st.body.take_all()
+            else:
+                self._buffered = b"".join([chunk async for chunk in self.stream()])
         return self._buffered
 
     async def text(self, encoding: str = "utf-8") -> str:

@@ -244,7 +244,8 @@ class Session:
                 resp.redirected = redirected
                 return resp
             status, rheaders, stream = resp
-            location = CIMultiDict(rheaders).get("Location")
+            location = next((v for n, v in rheaders if n.lower() == "location"), None) if status in _REDIRECTS \
+                else None
             if status in _REDIRECTS and location is not None and redirect == "follow":
                 if tainting == "cors":
                     self._cors_check(stream, rheaders, initiator, credentials, current)  # type: ignore[arg-type]
@@ -316,10 +317,12 @@ class Session:
         if not entry.handler.uriHandlerScript:
             target = entry.template_url(url)
             return 302, [("Location", target or "")], _NoStream()
-        send_headers = CIMultiDict(hdrs)
+        items = list(hdrs.items())
         if initiator is not None and (cross or method not in ("GET", "HEAD")) and not preflight:
+            send_headers = CIMultiDict(items)
             send_headers["Origin"] = initiator.serialize()
-        head = {"method": method, "url": str(url), "headers": list(send_headers.items()),
+            items = list(send_headers.items())
+        head = {"method": method, "url": str(url), "headers": items,
                 "origin": initiator.serialize() if initiator is not None else None}
         ext = entry.extension
         try:

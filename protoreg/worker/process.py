@@ -16,7 +16,16 @@ from typing import Any
 
 from protoreg._text import printable
 from protoreg.errors import HandlerError, InvalidRequest, PermissionDenied, WorkerCrashed
-from protoreg.ipc import FRAME_COST, Channel, FrameType, InboundBody, ProtocolViolation, decode_json, encode_json
+from protoreg.ipc import (
+    FRAME_COST,
+    Channel,
+    FrameType,
+    InboundBody,
+    ProtocolViolation,
+    decode_json,
+    encode_head,
+    encode_json,
+)
 from protoreg.messages import check_header, check_status
 from protoreg.worker.config import WorkerConfig
 
@@ -296,7 +305,7 @@ class WorkerProcess:
                                 extension=self.label)
         has_body = body is not None and body != b""
         try:  # encode before the stream exists: a head that can't be sent must not leave a stream behind
-            frame = encode_json({**head, "body": has_body})
+            frame = encode_head({**head, "body": has_body})
         except (UnicodeEncodeError, TypeError, ValueError) as exc:
             raise InvalidRequest(f"can't send {head.get('method')} {head.get('url')} to the worker: {exc}") from None
         sid = self._next_id

@@ -16,7 +16,7 @@ from typing import Any
 from yarl import URL
 
 from protoreg.errors import MessageError, PermissionDenied, UnknownMessage
-from protoreg.ipc import MAX_CHUNK, Channel, FrameType, decode_json, encode_json
+from protoreg.ipc import MAX_CHUNK, Channel, FrameType, decode_json, encode_head, encode_json
 from protoreg.messages import Request, Response, check_header, check_status
 from protoreg.worker.loader import BundleFinder, load_script
 
@@ -267,7 +267,7 @@ class WorkerServer:
             try:
                 if isinstance(payload, str):
                     payload = payload.encode()
-                head_frame = encode_json({"status": resp.status, "headers": list(resp.headers.items())})
+                head_frame = encode_head({"status": resp.status, "headers": list(resp.headers.items())})
             except (UnicodeEncodeError, ValueError, TypeError) as exc:
                 raise HandlerFault(502, f"handler {script} returned a response that can't be encoded as UTF-8 "
                                         f"({exc}): a str body or header holds a lone surrogate. Return bytes, or "
