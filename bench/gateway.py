@@ -1,27 +1,54 @@
-"""Gateway req/s vs a plain aiohttp app returning the same bytes in-process, measured in one run.
+"""Gateway req/s vs a plain aiohttp app returning the same bytes, with the load from a separate process.
 
-    python bench/gateway.py
+    python bench/gateway.py [--uvloop]
 
-Both servers run in this process on loopback and are loaded by the same aiohttp client at concurrency 32.
+Both servers run in this process on loopback, one after the other; a load generator (an aiohttp client at
+concurrency 32 in its own process, so its CPU is not charged to the server) sends N requests to each and reports
+req/s. ``--uvloop`` runs this process's event loop (both servers) on uvloop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import aiohttp
 from aiohttp import web
+from yarl import URL
 
-from bench._common import PAYLOAD, bench_registry
+from bench._common import PAYLOAD, bench_registry, row
 from protoreg.gateway import create_app
+from protoreg.gateway.app import SESSION
+from protoreg.gateway.hosts import to_gateway_url
+from protoreg.loops import tune_gc
 
-N = 4000
+N = 20000
 CONC = 32
+
+LOAD = """
+import asyncio, sys, time
+import aiohttp
+port, host, n, conc, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+async def main():
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc)) as client:
+        async def run(count):
+            it = iter(range(count))
+            async def worker():
+                for _ in it:
+                    async with client.get(f"http://127.0.0.1:{port}/x", headers={"Host": host}) as r:
+                        body = await r.read()
+                        assert r.status == 200 and len(body) == size, (r.status, body[:200])
+            await asyncio.gather(*(worker() for _ in range(conc)))
+        await run(n // 10)  # warm-up: connections, worker process, caches
+        t = time.perf_counter()
+        await run(n)
+        print(n / (time.perf_counter() - t))
+asyncio.run(main())
+"""
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
@@ -32,19 +59,25 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
     return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time of this process plus ``pids`` (the gateway's workers), user + system."""
+    t = os.times()
+    total = t.user + t.system
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 async def load(port: int, host: str) -> float:
-    it = iter(range(N))
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONC)) as client:
-        async def worker() -> None:
-            for _ in it:
-                async with client.get(f"http://127.0.0.1:{port}/x", headers={"Host": host}) as r:
-                    body = await r.read()
-                    assert r.status == 200 and body == PAYLOAD, r.status
-        await asyncio.gather(*(worker() for _ in range(4)))  # warm-up share of the iterator
-        it = iter(range(N))
-        t = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONC)))
-        return N / (time.perf_counter() - t)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LOAD, str(port), host, str(N), str(CONC), str(len(PAYLOAD)),
+        stdout=subprocess.PIPE)
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"the load generator failed (exit {proc.returncode})")
+    return float(out)
 
 
 async def main() -> None:
@@ -57,14 +90,31 @@ async def main() -> None:
     plain_app.router.add_get("/{tail:.*}", plain)
     r1, p1 = await serve(plain_app)
     r2, p2 = await serve(create_app(reg))
+    tune_gc()  # what protoreg serve does after start-up (protoreg/loops.py)
+    owner = reg.lookup("web+bench").extension.id
+    host = to_gateway_url(URL("web+bench://h/x"), f"localhost:{p2}", owner).raw_host
+    print(f"gateway benchmark (Python {sys.version.split()[0]}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.2f}, {'uvloop' if '--uvloop' in sys.argv else 'asyncio'})\n")
+    c0 = cpu_seconds([])
     base = await load(p1, f"127.0.0.1:{p1}")
-    ours = await load(p2, f"h.web-bench.localhost:{p2}")
-    print(f"{'plain aiohttp app (in-process bytes)':<44} {base:>10,.0f} req/s")
-    print(f"{'protoreg gateway (worker process, policy)':<44} {ours:>10,.0f} req/s   ratio {ours / base:.2f}x "
-          "(goal >= 0.7)")
+    c1 = cpu_seconds([])
+    session = r2.app[SESSION]
+    await load(p2, f"{host}:{p2}")  # starts the worker, warms everything
+    pids = [w.pid for w in session.workers.workers()]
+    c2 = cpu_seconds(pids)
+    ours = await load(p2, f"{host}:{p2}")
+    c3 = cpu_seconds(pids)
+    runs = N * 1.1
+    print(row("gateway req/s vs plain aiohttp app", ours, base, "req/s", "higher") + "  (goal >= 0.8)")
+    print(row("server CPU per request (gateway + worker)", (c3 - c2) / runs * 1e6, (c1 - c0) / runs * 1e6, "us"))
+    print("(req/s is bounded by the load generator when the ratio is near 1; CPU per request is the server's cost)")
     await r2.cleanup()
     await r1.cleanup()
 
 
 if __name__ == "__main__":
+    if "--uvloop" in sys.argv:
+        import uvloop
+
+        uvloop.install()
     asyncio.run(main())

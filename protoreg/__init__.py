@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "Conflict": "protoreg.registry",
     "Decision": "protoreg.permissions",
+    "ConfigError": "protoreg.errors",
     "ExtensionRevoked": "protoreg.errors",
     "Extension": "protoreg.registry",
     "FetchResponse": "protoreg.response",
@@ -73,6 +74,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from protoreg import cors, csp, gateway, testing
     from protoreg.errors import (
+        ConfigError,
         ExtensionRevoked,
         HandlerError,
         HandlerTimeout,

@@ -222,8 +222,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.reload:
         _out(f"  live reload: watching {', '.join(args.extension)} (edits apply to the next request)")
     _out("Press Ctrl+C to stop.")
+    from protoreg.loops import serve_loop, tune_gc
+
+    async def gc_after_startup(_app: Any) -> None:
+        tune_gc()
+
+    app.on_startup.append(gc_after_startup)
     try:
-        web.run_app(app, sock=sock, print=None, handle_signals=True)
+        web.run_app(app, sock=sock, print=None, handle_signals=True, loop=serve_loop())
     except KeyboardInterrupt:
         pass
     finally:

@@ -188,5 +188,9 @@ class InvalidRequest(ProtoregError, ValueError):
     characters or text that can't be encoded (e.g. a lone surrogate from undecodable bytes)."""
 
 
+class ConfigError(ProtoregError, ValueError):
+    """A host setting (a WorkerConfig field, a PROTOREG_* environment variable) has a value protoreg can't use."""
+
+
 class InvalidPolicy(ProtoregError, ValueError):
     """A Content Security Policy built in code that can't be sent as a header without changing its meaning."""

@@ -119,6 +119,7 @@ class GatewayTarget:
     site: str | None = None  # the site label as received (None: the short form, to be redirected)
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the header; browsers send the same few Hosts over and over
 def parse_host_header(value: str, suffix: str = "localhost") -> GatewayTarget | None:
     """Split ``<host>.<scheme>[.<site>].localhost:PORT``; None when the Host is not one of ours (a 400)."""
     value = value.strip().lower()

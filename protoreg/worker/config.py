@@ -53,5 +53,12 @@ class WorkerConfig:
     max_concurrent_fetches: int = 16
     #: Bytes of runtime.storage one extension may hold over all its origins (keys and values).
     storage_quota: int = 64 * 1024 * 1024
+    #: The workers' event loop (protoreg/loops.py): "auto" (uvloop when installed), "uvloop" or "asyncio".
+    event_loop: str = "auto"
     #: Per-extension overrides of ``sandbox``, keyed by extension id (e.g. a larger rlimit_as for one extension).
     sandbox_per_extension: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from protoreg.loops import loop_factory
+
+        loop_factory(self.event_loop)  # a ConfigError now, not a worker that fails to start

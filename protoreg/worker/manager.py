@@ -155,6 +155,7 @@ class WorkerManager:
                 spec["cgroup_unavailable"] = worker.cgroup_error or "the host did not create a cgroup"
         return {"label": ext.id, "extension": {"id": ext.id, "name": ext.name, "version": ext.version},
                 "handlers": handlers, "window": self.config.window, "sandbox": spec,
+                "event_loop": self.config.event_loop,  # protoreg/loops.py
                 # Extension commands (protoreg/commands.py): loaded on first use, on a scheme nothing can claim.
                 "commands": commands, "sandbox_script": script,
                 # Response filters (protoreg/filters.py): loaded on first use, on a scheme nothing can claim.

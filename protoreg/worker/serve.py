@@ -351,5 +351,8 @@ async def _main(sock: socket.socket, config: dict[str, Any], files: dict[str, by
 
 
 def run(sock: socket.socket, config: dict[str, Any], files: dict[str, bytes], sandbox: dict[str, Any]) -> None:
+    from protoreg.loops import loop_factory
+
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    asyncio.run(_main(sock, config, files, sandbox))
+    with asyncio.Runner(loop_factory=loop_factory(config.get("event_loop", "auto"))) as runner:
+        runner.run(_main(sock, config, files, sandbox))
