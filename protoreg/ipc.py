@@ -291,25 +291,35 @@ class Channel(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf
-        buf += data
+        if buf:  # a frame was cut at the end of the last read: join it
+            buf += data
+            src: bytes | bytearray = buf
+        else:  # the usual case: parse straight out of what was read (one copy per payload, none for the rest)
+            src = data
+        view = memoryview(src)
         offset = 0
-        size = len(buf)
+        size = len(src)
         try:
             while size - offset >= HEADER.size:
-                ftype, _flags, stream, length = HEADER.unpack_from(buf, offset)
+                ftype, _flags, stream, length = HEADER.unpack_from(src, offset)
                 if length > self._max_frame:
                     raise ProtocolViolation(f"frame of {length} bytes exceeds the {self._max_frame}-byte limit")
                 end = offset + HEADER.size + length
                 if end > size:
                     break
-                payload = bytes(buf[offset + HEADER.size : end])
+                payload = bytes(view[offset + HEADER.size : end])
                 offset = end
                 self._dispatch(ftype, stream, payload)
         except ProtocolViolation as exc:
+            view.release()
             del buf[:]
             self._violate(exc)
             return
-        del buf[:offset]
+        view.release()
+        if src is buf:
+            del buf[:offset]
+        elif offset < size:
+            buf += data[offset:] if offset else data
 
     # -- dispatch ---------------------------------------------------------------------------------------------
     def _violate(self, exc: ProtocolViolation) -> None:
