@@ -25,6 +25,7 @@ from protoreg.ipc import (
     decode_json,
     encode_head,
     encode_json,
+    use_msgspec,
 )
 from protoreg.messages import check_header, check_status
 from protoreg.worker.config import WorkerConfig
@@ -32,6 +33,7 @@ from protoreg.worker.config import WorkerConfig
 __all__ = ["WorkerProcess", "WorkerStream"]
 
 log = logging.getLogger("protoreg.worker")
+use_msgspec()  # the parent's side of every channel: the fast codec (see protoreg/ipc.py)
 _PKG_PARENT = str(Path(__file__).resolve().parents[2])
 #: Capability calls one worker may have outstanding at once (each holds a task and possibly a connection).
 MAX_CALLS = 64
