@@ -13,6 +13,7 @@ be the resolver.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Container
 from typing import Final
@@ -28,7 +29,7 @@ _STRIP: Final = "".join(chr(i) for i in range(0x21))  # C0 controls and space, s
 _TAB_NEWLINE: Final = str.maketrans("", "", "\t\n\r")
 _SCHEME: Final = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):")
 _EMPTY_HOST: Final = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:[/\\]*(?:[?#]|$)")
-_PORT: Final = re.compile(r":[0-9]*$")
+_AUTHORITY: Final = re.compile(r"https://([^/?#]*)")
 _SPECIAL: Final = "https"
 
 
@@ -50,36 +51,36 @@ def _as_special(text: str, scheme_len: int) -> str:
     return _SPECIAL + text[scheme_len:]
 
 
-def _strip_port(href: str) -> str:
-    """Drop the port of a special URL's href (``https://host:8080/p`` -> ``https://host/p``)."""
-    start = len(_SPECIAL) + 3
-    end = start
-    n = len(href)
-    while end < n and href[end] not in "/?#":
-        end += 1
-    authority = href[start:end]
-    if authority.endswith("]") or ":" not in authority.rpartition("@")[2]:
-        return href
-    return href[:start] + _PORT.sub("", authority) + href[end:]
-
-
 def _registered(href: str, url: str, base: str | None) -> str:
     """Check the host of a registered-scheme href parsed as https, then strip its port.
 
-    An ``xn--`` label with nothing after the prefix (``web+x://xn--/``) is an empty Punycode label: ada (and the
-    WPT data for https) accept it, but it names no Unicode host, can't be decoded and can't be a gateway label, so a
-    registered scheme refuses it (docs/urls.md, Deviations)."""
-    start = len(_SPECIAL) + 3
-    end = start
-    while end < len(href) and href[end] not in "/?#":
-        end += 1
-    host = href[start:end].rpartition("@")[2]
-    if not host.startswith("["):
-        host = _PORT.sub("", host)
-        if any(label == "xn--" for label in host.split(".")):
+    ``href`` is ada's serialization, so its authority is well formed: ``[userinfo@]host[:port]``, the host either
+    bracketed IPv6 or free of ``:``. An ``xn--`` label with nothing after the prefix (``web+x://xn--/``) is an
+    empty Punycode label: ada (and the WPT data for https) accept it, but it names no Unicode host, can't be decoded
+    and can't be a gateway label, so a registered scheme refuses it (docs/urls.md, Deviations)."""
+    m = _AUTHORITY.match(href)
+    if m is None:  # pragma: no cover - ada always serializes a special URL with "//"
+        return href
+    start, end = m.span(1)
+    at = href.rfind("@", start, end) + 1 or start
+    if href.startswith("[", at):
+        host_end = href.index("]", at, end) + 1
+    else:
+        colon = href.find(":", at, end)
+        host_end = end if colon < 0 else colon
+        if "xn--" in href[at:host_end] and any(label == "xn--" for label in href[at:host_end].split(".")):
+            host = href[at:host_end]
             raise InvalidURL(url, f"the host {host!r} has an empty Punycode label 'xn--' (nothing follows the "
                                   "prefix): write the host's Unicode form or its complete xn-- encoding", base=base)
-    return _strip_port(href)
+    return href if host_end == end else href[:host_end] + href[end:]
+
+
+@functools.lru_cache(maxsize=256)
+def _prepared_base(base: str) -> tuple[str, str | None]:
+    """A base URL's pre-processed text and lowercased scheme: bases repeat (a page's links share one), so cached."""
+    text = _prepare(base)
+    m = _SCHEME.match(text)
+    return text, (m.group(1).lower() if m else None)
 
 
 def _reason(text: str, registered: bool) -> str:
@@ -110,9 +111,7 @@ def resolve_href(url: str, base: str | None = None, *, registered: Container[str
     text = _prepare(url)
     m = _SCHEME.match(text)
     scheme = m.group(1).lower() if m else None
-    base_text = _prepare(base) if base is not None else None
-    bm = _SCHEME.match(base_text) if base_text is not None else None
-    base_scheme = bm.group(1).lower() if bm else None
+    base_text, base_scheme = _prepared_base(base) if base is not None else (None, None)
     try:
         if scheme is not None:
             if scheme in registered:
