@@ -1,6 +1,8 @@
 """Worker runtime benchmarks, each against a baseline measured in the same run.
 
     python bench/runtime.py            # about a minute
+    python bench/runtime.py --uvloop   # workers on uvloop (WorkerConfig.event_loop)
+    python bench/runtime.py --pin      # this process and its workers on one CPU (WorkerConfig.cpu_affinity)
 
 1. latency p50/p99 of Session.fetch (1 KiB body) vs a raw aiohttp server + client on loopback serving the same bytes
 2. req/s at concurrency 64, same pair; plus the per-request overhead over calling the handler in-process
@@ -103,7 +105,14 @@ def python_pass() -> float:
 async def main() -> None:
     reg, _ = bench_registry()
     runner, raw_url = await raw_aiohttp()
-    async with aiohttp.ClientSession() as client, protoreg.Session(reg) as session:
+    options: dict[str, object] = {}
+    if "--uvloop" in sys.argv:
+        options["event_loop"] = "uvloop"
+    if "--pin" in sys.argv:
+        cpu = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpu})
+        options["cpu_affinity"] = frozenset({cpu})
+    async with aiohttp.ClientSession() as client, protoreg.Session(reg, **options) as session:  # type: ignore[arg-type]
 
         async def ours() -> None:
             resp = await session.fetch("web+bench://h/x")
@@ -122,7 +131,8 @@ async def main() -> None:
             resp = await handle(protoreg.Request("web+bench://h/x"))  # type: ignore[operator]
             assert isinstance(resp.body, bytes)
 
-        print(f"protoreg runtime benchmarks (Python {sys.version.split()[0]}, {os.cpu_count()} cores)\n")
+        print(f"protoreg runtime benchmarks (Python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+              f"load {os.getloadavg()[0]:.2f}, options {options or 'none'})\n")
         lat_ours, lat_raw = await latency(ours), await latency(raw)
         print(row("fetch latency p50 (us)", pct(lat_ours, 50), pct(lat_raw, 50), "us"))
         print(row("fetch latency p99 (us)", pct(lat_ours, 99), pct(lat_raw, 99), "us"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,11 @@ class WorkerConfig:
     #: The workers' event loop (protoreg/loops.py): "asyncio", "uvloop", or "auto" (uvloop when installed).
     #: uvloop lowers a round trip's p50 by 10-40 us but adds 2.2 MiB to every idle worker, so it is opt-in.
     event_loop: str = "asyncio"
+    #: CPUs the workers may run on (``os.sched_setaffinity``), e.g. ``{0}``; None: wherever the scheduler puts
+    #: them. Pinning workers to the embedding app's own CPU (pin the app too) saves the cross-CPU wake-up of
+    #: every round trip, lowering p50 latency by about a quarter, but makes the two share one CPU and roughly halves
+    #: throughput under concurrency (docs/benchmarks.md): for latency-bound embeddings only.
+    cpu_affinity: frozenset[int] | None = None
     #: Per-extension overrides of ``sandbox``, keyed by extension id (e.g. a larger rlimit_as for one extension).
     sandbox_per_extension: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -63,3 +69,20 @@ class WorkerConfig:
         from protoreg.loops import loop_factory
 
         loop_factory(self.event_loop)  # a ConfigError now, not a worker that fails to start
+        if self.cpu_affinity is not None:
+            _check_affinity(self.cpu_affinity)
+
+
+def _check_affinity(cpus: object) -> None:
+    from protoreg.errors import ConfigError
+
+    if not isinstance(cpus, (set, frozenset, tuple, list)) or not cpus:
+        raise ConfigError(f"cpu_affinity must be a non-empty set of CPU numbers, got {cpus!r}")
+    bad = [c for c in cpus if not isinstance(c, int) or isinstance(c, bool) or c < 0]
+    if bad:
+        raise ConfigError(f"cpu_affinity holds {bad[0]!r}, which is not a CPU number (an int >= 0)")
+    if hasattr(os, "sched_getaffinity"):
+        usable = os.sched_getaffinity(0)
+        if not set(cpus) & usable:
+            raise ConfigError(f"cpu_affinity {sorted(cpus)} names no CPU this process may use "
+                              f"({sorted(usable)}): pick from those")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterable, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,12 +84,21 @@ class WorkerManager:
         worker = await WorkerProcess.spawn(self.config)
         self._processes.add(worker)  # before any await: close() must see it, whatever happens next
         worker.exited.add_done_callback(lambda _f: self._processes.discard(worker))
+        if self.config.cpu_affinity is not None:
+            self._pin(worker, self.config.cpu_affinity)
         if self.config.sandbox is not None:
             await self._place_in_cgroup(worker)
         if self._closed:
             await worker.stop()
             raise WorkerCrashed("the session closed while a worker was starting")
         return worker
+
+    def _pin(self, worker: WorkerProcess, cpus: frozenset[int]) -> None:
+        """WorkerConfig.cpu_affinity: the worker runs on these CPUs only (those this process may use)."""
+        try:
+            os.sched_setaffinity(worker.pid, set(cpus) & os.sched_getaffinity(0))
+        except (OSError, AttributeError) as exc:  # the worker already exited, or no sched_setaffinity here
+            log.warning("could not pin the worker for %s to CPUs %s: %s", worker.label, sorted(cpus), exc)
 
     async def _place_in_cgroup(self, worker: WorkerProcess) -> None:
         """Move a new worker into a cgroup of its own (default caps until it is specialised), before it runs any
