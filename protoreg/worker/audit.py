@@ -15,6 +15,13 @@ from typing import Any
 _SEEN_LIMIT = 200
 
 
+def _import_probe(path: str) -> bool:
+    """Is ``path`` an entry of sys.path? Every import that misses lists them (an editable install or a
+    PYTHONPATH puts directories there that the sandbox does not open), and the denial is harmless."""
+    full = os.path.abspath(path or ".")
+    return any(isinstance(entry, str) and os.path.abspath(entry or ".") == full for entry in sys.path)
+
+
 def install(label: str, read_paths: Sequence[str], write_paths: Sequence[str]) -> None:
     reads = tuple(p.rstrip("/") + "/" for p in read_paths)
     writes = tuple(p.rstrip("/") + "/" for p in write_paths)
@@ -37,6 +44,8 @@ def install(label: str, read_paths: Sequence[str], write_paths: Sequence[str]) -
             if not isinstance(path, (str, bytes)):
                 return
             text = os.fsdecode(path)
+            if event != "open" and _import_probe(text):
+                return  # the import system listing a sys.path entry: not the handler's doing, nothing to explain
             full = os.path.abspath(text) + ("/" if not text.endswith("/") else "")
             writing = bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)) if isinstance(flags, int) else \
                 any(c in str(mode or "") for c in "wax+")
