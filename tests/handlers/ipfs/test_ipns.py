@@ -244,6 +244,6 @@ async def test_commands_are_not_reachable_from_web_content(ipns_env):
     async with protoreg.Session(reg, state_dir=str(state)) as s:
         with pytest.raises(protoreg.UnknownScheme):
             await s.fetch("protoreg-cmd-ipns://run/")
-    from protoreg.schemes import check_scheme
+    from protoreg.policy.schemes import check_scheme
 
     assert check_scheme("protoreg-cmd-ipns") is not None  # no manifest can claim a command scheme
