@@ -28,8 +28,8 @@ from yarl import URL
 import protoreg
 from protoreg.gateway import create_app
 from protoreg.gateway.hosts import to_gateway_url
-from protoreg.ipfs_tools import IPFS_BUNDLE, data_dir_for, ipfs_core, store_for
 from protoreg.worker.config import WorkerConfig
+from tests.handlers.ipfs.helpers import IPFS_BUNDLE, data_dir_for, ipfs_core, store_for
 
 SIZE = int(os.environ.get("BENCH_MIB", "64")) * 1024 * 1024
 

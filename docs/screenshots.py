@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 import protoreg  # noqa: E402
 from protoreg.gateway import create_app  # noqa: E402
-from protoreg.ipfs_tools import DEMO_CAR, IPFS_BUNDLE, ipfs_core, store_for  # noqa: E402
 from protoreg.testing import write_extension  # noqa: E402
 from protoreg.worker.config import WorkerConfig  # noqa: E402
+from tests.handlers.ipfs.helpers import DEMO_CAR, IPFS_BUNDLE, ipfs_core, store_for  # noqa: E402
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run"]

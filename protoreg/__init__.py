@@ -31,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "ManifestError": "protoreg.errors",
     "ManifestProblem": "protoreg.errors",
     "MessageError": "protoreg.errors",
-    "Origin": "protoreg.origins",
+    "Origin": "protoreg.policy.origins",
     "PermissionDenied": "protoreg.errors",
     "PermissionManager": "protoreg.permissions",
     "PolicyError": "protoreg.errors",
@@ -51,7 +51,13 @@ _EXPORTS: dict[str, str] = {
     "WorkerConfig": "protoreg.worker.config",
     "WorkerCrashed": "protoreg.errors",
 }
-_SUBMODULES = ("cors", "csp", "gateway", "testing")
+#: Public submodules, reachable as ``protoreg.NAME`` (the policy modules live in the protoreg.policy package).
+_SUBMODULES: dict[str, str] = {
+    "cors": "protoreg.policy.cors",
+    "csp": "protoreg.policy.csp",
+    "gateway": "protoreg.gateway",
+    "testing": "protoreg.testing",
+}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 
@@ -63,7 +69,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name in _SUBMODULES:
-        return importlib.import_module(f"protoreg.{name}")
+        return importlib.import_module(_SUBMODULES[name])
     raise AttributeError(f"module 'protoreg' has no attribute {name!r}")
 
 
@@ -72,7 +78,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from protoreg import cors, csp, gateway, testing
+    from protoreg import gateway, testing
     from protoreg.errors import (
         ConfigError,
         ExtensionRevoked,
@@ -94,8 +100,9 @@ if TYPE_CHECKING:
         WorkerCrashed,
     )
     from protoreg.messages import Request, Response
-    from protoreg.origins import Origin
     from protoreg.permissions import Decision, PermissionManager, PromptAnswer, PromptRequest
+    from protoreg.policy import cors, csp
+    from protoreg.policy.origins import Origin
     from protoreg.profile import Profile
     from protoreg.registry import Conflict, Extension, Registry, SchemeEntry
     from protoreg.response import FetchResponse

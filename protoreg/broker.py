@@ -26,7 +26,7 @@ from yarl import URL
 from protoreg._fs import remove_tree
 from protoreg.audit import AuditLog
 from protoreg.errors import PermissionDenied
-from protoreg.matchpatterns import MatchPattern, parse_pattern
+from protoreg.policy.matchpatterns import MatchPattern, parse_pattern
 from protoreg.storage import MAX_KEY, StorageStore
 
 if TYPE_CHECKING:

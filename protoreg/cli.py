@@ -17,11 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from protoreg.bundled import default_bundles
 from protoreg.errors import ManifestError, ProtoregError
 
 __all__ = ["main"]
 
-ROOT = Path(__file__).resolve().parents[1]
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 PRIVATE_HELP = ("let handlers fetch loopback, private and link-local addresses that their host_permissions grant "
                 "(refused by default against server-side request forgery); e.g. examples/granted-fetch and a "
@@ -135,13 +135,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 # -- serve ------------------------------------------------------------------------------------------------------
-def default_bundles() -> list[Path]:
-    """The built-in handlers and the bundled demo extension."""
-    found = [p.parent for p in sorted((ROOT / "handlers").glob("*/manifest.json"))]
-    found += [p.parent for p in sorted((ROOT / "examples").glob("*/manifest.json"))]
-    return found
-
-
 def _listen(host: str, port: int) -> socket.socket | str:
     """A listening socket for the gateway, or why there can't be one (said before any banner is printed)."""
     if not 0 <= port <= 65535:
@@ -252,34 +245,44 @@ def _dashboard_session(reg: Any, state: Path, port: int, allow_private_networks:
     return session
 
 
-def _default_state() -> Path:
-    from protoreg.ipfs_tools import default_state_dir
-
-    return default_state_dir()
-
-
-def _import_demo(reg: object, state: Path) -> dict[str, str]:
-    """Import the bundled IPFS demo site into the ipfs extension's store; returns example URLs per scheme."""
-    from protoreg.ipfs_tools import DEMO_CAR, ipfs_core, store_for
-
+def _import_demo(reg: Any, state: Path) -> dict[str, str]:
+    """Import the ipfs extension's demo site (its demo-site.car) through its own ``ipfs import`` command, in its
+    sandboxed worker; returns example URLs per scheme (none when there is no ipfs extension or the import fails)."""
     entry = getattr(reg, "schemes", {}).get("ipfs")
-    if entry is None or not DEMO_CAR.exists():
+    demo = entry.extension.root / "demo-site.car" if entry is not None else None
+    if entry is None or demo is None or not demo.is_file():
         return {}
-    with DEMO_CAR.open("rb") as f:
-        report = ipfs_core().car.import_car(f, store_for(entry.extension, state))
-    return {"ipfs": f"ipfs://{ipfs_core().cids.v1_base32(report.roots[0])}/"}
+    from protoreg.commands import path_input, run_command
+    from protoreg.session import Session
+
+    async def run() -> Any:
+        async with Session(reg, state_dir=str(state)) as session:
+            return await run_command(session, entry.extension.id, "ipfs", ["import"], path_input(demo)[1])
+
+    try:
+        result = asyncio.run(run())
+    except (KeyError, ProtoregError, OSError) as exc:
+        logging.getLogger("protoreg.cli").warning("the ipfs demo site was not imported: %s", exc)
+        return {}
+    location = dict((k.lower(), v) for k, v in result.headers).get("location")
+    if not result.ok or not location:
+        logging.getLogger("protoreg.cli").warning("the ipfs demo site was not imported: %s",
+                                                  result.output.decode("utf-8", "replace")[:500])
+        return {}
+    return {"ipfs": location}
 
 
 def _set_upstreams(reg: Any, state: Path, urls: Sequence[str]) -> tuple[str, ...]:
     """Write the ipfs extension's settings; loopback upstreams need the broker to allow 127.0.0.0/8."""
-    import json
-
-    from protoreg.ipfs_tools import data_dir_for
+    from protoreg.broker import Broker
 
     entry = getattr(reg, "schemes", {}).get("ipfs")
     if entry is None:
         return ()
-    data = data_dir_for(entry.extension, state)
+    data = Broker(data_root=state / "data").data_dir(entry.extension)
+    if data is None:
+        raise PermissionError(f"{entry.extension.id} has no data directory: its manifest lacks the 'storage' "
+                              "permission")
     data.mkdir(parents=True, exist_ok=True)
     (data / "settings.json").write_text(json.dumps({"upstreams": list(urls)}) + "\n")
     loopback = any(u.split("://", 1)[-1].startswith(("127.", "localhost", "[::1]")) for u in urls)
@@ -288,50 +291,75 @@ def _set_upstreams(reg: Any, state: Path, urls: Sequence[str]) -> tuple[str, ...
 
 # -- ipns -------------------------------------------------------------------------------------------------------
 def _ipfs_extension_state(args: argparse.Namespace) -> tuple[Any, Path]:
-    from protoreg.ipfs_tools import IPFS_BUNDLE
+    """The built-in ipfs extension (an ordinary extension directory) and the profile its commands use."""
+    from protoreg.bundled import builtin_extension
+    from protoreg.profile import default_profile_dir
     from protoreg.registry import Registry
 
-    state = args.profile or args.state_dir
-    return Registry().install(IPFS_BUNDLE), Path(state) if state else _default_state()
+    state = getattr(args, "profile", None) or getattr(args, "state_dir", None)
+    return Registry().install(builtin_extension("ipfs")), Path(state) if state else default_profile_dir()
 
 
-async def _file_chunks(path: Path) -> Any:
-    with path.open("rb") as f:
-        while chunk := f.read(256 * 1024):
-            yield chunk
+def _printable(output: bytes) -> str:
+    from protoreg._text import printable
+
+    # An extension's words reach the user's terminal: no escape sequence or forged line gets through.
+    return "\n".join(printable(line) for line in output.decode("utf-8", "replace").rstrip("\n").split("\n"))
 
 
 def _run_extension_command(reg: Any, state: Path, ext_id: str, name: str, argv: Sequence[str],
-                           input_path: Path | None, who: str) -> int:
-    """Run an extension's command in its sandboxed worker (protoreg/commands.py), the input file streamed in."""
-    import asyncio
-
-    from protoreg.commands import run_command
+                           input_path: Path | None, who: str, *, output_path: Path | None = None,
+                           directories: bool = False) -> Any:
+    """Run an extension's command in its sandboxed worker (protoreg/commands.py), the input file (or, with
+    ``directories``, a directory as a tar) streamed in and, with ``output_path``, its output streamed to that file
+    (written to a temporary name, renamed on success). Returns the CommandResult, or an exit code on failure."""
+    from protoreg.commands import path_input, run_command
     from protoreg.session import Session
 
-    if input_path is not None and not input_path.is_file():
-        _err(f"{who}: {input_path} does not exist or is not a file")
-        return EXIT_FAIL
+    kind, chunks = "file", None
+    if input_path is not None:
+        if not (input_path.is_file() or (directories and input_path.is_dir())):
+            what = "a file or a directory" if directories else "a file"
+            _err(f"{who}: {input_path} does not exist or is not {what}")
+            return EXIT_FAIL
+        kind, chunks = path_input(input_path)
+    partial = output_path.with_name(f".{output_path.name}.partial") if output_path is not None else None
 
     async def run() -> Any:
         async with Session(reg, state_dir=str(state)) as session:
-            return await run_command(session, ext_id, name, argv,
-                                     _file_chunks(input_path) if input_path is not None else None)
+            if partial is None:
+                return await run_command(session, ext_id, name, argv, chunks, input_kind=kind)
+            with partial.open("wb") as out:
+                return await run_command(session, ext_id, name, argv, chunks, input_kind=kind, output=out.write)
 
+    result = None
     try:
         result = asyncio.run(run())
     except KeyError as exc:
         _err(f"{who}: {exc.args[0]}")
         return EXIT_FAIL
-    from protoreg._text import printable
+    except OSError as exc:
+        _err(f"{who}: {exc}")
+        return EXIT_FAIL
+    finally:
+        if partial is not None and output_path is not None and partial.exists():
+            if result is not None and result.ok:
+                partial.replace(output_path)
+            else:
+                partial.unlink()
+    if not result.ok:
+        text = _printable(result.output)
+        _err(f"{who}: {input_path}: {text}" if input_path is not None else f"{who}: {text}")
+        return EXIT_FAIL
+    return result
 
-    # An extension's words reach the user's terminal: no escape sequence or forged line gets through.
-    text = "\n".join(printable(line) for line in result.output.decode("utf-8", "replace").rstrip("\n").split("\n"))
-    if result.ok:
-        _out(text)
-        return EXIT_OK
-    _err(f"{who}: {input_path}: {text}" if input_path is not None else f"{who}: {text}")
-    return EXIT_FAIL
+
+def _command_exit(result: Any) -> int:
+    if isinstance(result, int):
+        return result
+    if result.output:
+        _out(_printable(result.output))
+    return EXIT_OK
 
 
 def cmd_ipns_import(args: argparse.Namespace) -> int:
@@ -341,14 +369,15 @@ def cmd_ipns_import(args: argparse.Namespace) -> int:
     if name is None and path.name.startswith("k51"):
         name = path.name.split(".", 1)[0].split("_", 1)[0]  # <name>[_variant].ipns-record, as gateways name them
     argv = ["import", *(["--name", name] if name else [])]
-    return _run_extension_command(_registry_of(ext), state, ext.id, "ipns", argv, path, "protoreg ipns import")
+    return _command_exit(_run_extension_command(_registry_of(ext), state, ext.id, "ipns", argv, path,
+                                                "protoreg ipns import"))
 
 
 def cmd_ipns_publish(args: argparse.Namespace) -> int:
     ext, state = _ipfs_extension_state(args)
     argv = ["publish", args.value, "--lifetime", str(args.lifetime), "--ttl", str(args.ttl)]
-    return _run_extension_command(_registry_of(ext), state, ext.id, "ipns", argv, Path(args.key),
-                                  "protoreg ipns publish")
+    return _command_exit(_run_extension_command(_registry_of(ext), state, ext.id, "ipns", argv, Path(args.key),
+                                                "protoreg ipns publish"))
 
 
 def _registry_of(ext: Any) -> Any:
@@ -362,32 +391,35 @@ def _registry_of(ext: Any) -> Any:
 def cmd_ext_run(args: argparse.Namespace) -> int:
     profile = _profile(args)
     reg = _profile_registry(profile, args.extension_dir)
-    return _run_extension_command(reg, profile.path, args.ext_id, args.command, args.args,
-                                  Path(args.input) if args.input else None, "protoreg ext run")
+    result = _run_extension_command(reg, profile.path, args.ext_id, args.command, args.args,
+                                    Path(args.input) if args.input else None, "protoreg ext run",
+                                    output_path=Path(args.output) if args.output else None, directories=True)
+    if not isinstance(result, int) and args.output:
+        _out(f"wrote {args.output}")
+    return _command_exit(result)
 
 
 # -- ipfs -------------------------------------------------------------------------------------------------------
 def cmd_ipfs_import(args: argparse.Namespace) -> int:
     """Through the ipfs extension's own command, in its sandboxed worker (the CAR streamed in)."""
     ext, state = _ipfs_extension_state(args)
-    return _run_extension_command(_registry_of(ext), state, ext.id, "ipfs", ["import"], Path(args.car),
-                                  "protoreg ipfs import")
+    return _command_exit(_run_extension_command(_registry_of(ext), state, ext.id, "ipfs", ["import"],
+                                                Path(args.car), "protoreg ipfs import"))
 
 
 def cmd_ipfs_add(args: argparse.Namespace) -> int:
-    from protoreg.ipfs_tools import ipfs_core
-
-    core = ipfs_core()
+    """Through the ipfs extension's own ``ipfs add`` command, in its sandboxed worker: the file, or the directory
+    as a tar without its hidden entries, streamed in; the CAR streamed out to the output file."""
+    ext, state = _ipfs_extension_state(args)
     src = Path(args.path)
-    if not src.exists():
-        _err(f"protoreg ipfs add: {src} does not exist")
-        return EXIT_FAIL
-    built, blocks = core.importer.add_to_blocks(src)
-    out = Path(args.output) if args.output else Path(f"{src.name or 'root'}.car")
-    with out.open("wb") as f:
-        for part in core.car.write_car([built.cid], blocks):
-            f.write(part)
-    _out(f"{core.cids.v1_base32(built.cid)}  {src} ({built.size:,} bytes, {len(blocks)} blocks) -> {out}")
+    out = Path(args.output) if args.output else Path(f"{src.resolve().name or 'root'}.car")
+    result = _run_extension_command(_registry_of(ext), state, ext.id, "ipfs", ["add"], src, "protoreg ipfs add",
+                                    output_path=out, directories=True)
+    if isinstance(result, int):
+        return result
+    head = {k.lower(): _printable(v.encode()) for k, v in result.headers}
+    size, blocks = int(head.get("x-ipfs-size", "0")), head.get("x-ipfs-blocks", "?")
+    _out(f"{head.get('x-ipfs-root', '?')}  {src} ({size:,} bytes, {blocks} blocks) -> {out}")
     _out(f"import it with: protoreg ipfs import {out}")
     return EXIT_OK
 
@@ -987,8 +1019,9 @@ def _parser() -> argparse.ArgumentParser:
                              parents=[common],
                              epilog="example: protoreg ipfs add ./site -o site.car")
     sp.set_defaults(fn=cmd_ipfs_add)
-    sp.add_argument("path")
+    sp.add_argument("path", help="a file or a directory (hidden entries, names starting with '.', are left out)")
     sp.add_argument("-o", "--output", help="the CAR to write (default: <name>.car)")
+    _profile_option(sp)
     ext_p = sub.add_parser("ext", help="run an extension's own commands", parents=[common],
                            description="Run a command an extension declares in its manifest (\"commands\"), in "
                                        "its sandboxed worker with its own grants.",
@@ -1001,7 +1034,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("ext_id")
     sp.add_argument("command")
     sp.add_argument("args", nargs=argparse.REMAINDER)
-    sp.add_argument("-i", "--input", help="a file streamed to the command as its input")
+    sp.add_argument("-i", "--input", help="a file, or a directory (as a tar, without its hidden entries), streamed "
+                    "to the command as its input")
+    sp.add_argument("-o", "--output", metavar="FILE", help="write the command's output to FILE")
     sp.add_argument("--extension-dir", "-e", action="append", help="install this extension directory first")
     _profile_option(sp)
     ipns_p = sub.add_parser("ipns", help="IPNS records for the built-in ipns:// handler", parents=[common],

@@ -28,8 +28,8 @@ from urllib.parse import quote, unquote
 
 from yarl import URL
 
-from protoreg import csp
-from protoreg.matchpatterns import parse_pattern
+from protoreg.policy import csp
+from protoreg.policy.matchpatterns import parse_pattern
 
 if TYPE_CHECKING:
     from protoreg.manifest import ContentScript

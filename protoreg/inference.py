@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from yarl import URL
 
 from protoreg.manifest import Manifest
-from protoreg.matchpatterns import parse_pattern
+from protoreg.policy.matchpatterns import parse_pattern
 
 __all__ = ["PRAGMA", "Finding", "infer"]
 

@@ -28,10 +28,10 @@ from typing import Literal
 
 from yarl import URL
 
-from protoreg import csp
 from protoreg.errors import InvalidPolicy
 from protoreg.manifest import Manifest
-from protoreg.matchpatterns import parse_pattern
+from protoreg.policy import csp
+from protoreg.policy.matchpatterns import parse_pattern
 
 __all__ = ["Lint", "image_kind", "lint"]
 

@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from protoreg.errors import ManifestError, ManifestProblem
-from protoreg.schemes import check_scheme
+from protoreg.policy.schemes import check_scheme
 
 __all__ = ["KNOWN_PERMISSIONS", "MAX_MANIFEST_BYTES", "ContentScript", "Manifest", "ProtocolHandler", "ResponseFilter",
            "Sandbox",

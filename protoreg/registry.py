@@ -24,9 +24,9 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from protoreg import origins, trust, urls
 from protoreg.errors import InstallError, UnknownScheme
 from protoreg.manifest import Manifest, ProtocolHandler, load_manifest
+from protoreg.policy import origins, trust, urls
 
 __all__ = ["MAX_BYTES", "MAX_ENTRIES", "MAX_FILES", "Conflict", "Extension", "Registry", "SchemeEntry", "read_bundle",
            "verified_extension"]
@@ -324,7 +324,7 @@ class Registry:
         return entry
 
     def resolve(self, url: str | URL, base: str | URL | None = None) -> URL:
-        """WHATWG resolution with the installed schemes parsed like https (see protoreg.urls)."""
+        """WHATWG resolution with the installed schemes parsed like https (see protoreg.policy.urls)."""
         return self._resolve_cached(str(url), None if base is None else str(base))
 
     def _resolve_uncached(self, url: str, base: str | None) -> URL:

@@ -13,7 +13,7 @@ from protoreg.errors import HandlerError, HandlerTimeout
 
 if TYPE_CHECKING:
     from protoreg.ipc import InboundBody
-    from protoreg.origins import Origin
+    from protoreg.policy.origins import Origin
     from protoreg.worker.process import WorkerStream
 
 __all__ = ["FetchResponse", "ResponseType"]

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from multidict import CIMultiDict
 from yarl import URL
 
-from protoreg import cors, csp
 from protoreg.audit import AuditLog
 from protoreg.broker import Broker
 from protoreg.errors import (
@@ -32,8 +31,9 @@ from protoreg.errors import (
     PolicyError,
 )
 from protoreg.messages import check_header
-from protoreg.origins import Origin
 from protoreg.permissions import PROMPT_TIMEOUT, PermissionManager, PromptCallback
+from protoreg.policy import cors, csp
+from protoreg.policy.origins import Origin
 from protoreg.response import FetchResponse, ResponseType
 from protoreg.storage import StorageStore
 from protoreg.worker.config import WorkerConfig

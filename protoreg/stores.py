@@ -52,7 +52,7 @@ from tuf.ngclient import FetcherInterface, Updater
 
 from protoreg import bundles
 from protoreg.errors import TrustError
-from protoreg.matchpatterns import MatchPattern, parse_pattern
+from protoreg.policy.matchpatterns import MatchPattern, parse_pattern
 
 __all__ = [
     "ALL",

@@ -210,6 +210,69 @@ def test_ipfs_add_then_import_then_fetch(tmp_path, capsys):
     assert "every one verified" in out and f"ipfs://{root}/" in out
 
 
+def test_ipfs_add_runs_in_the_extensions_worker_and_gives_kubos_cid_without_hidden_entries(tmp_path, capsys):
+    from tests.handlers.ipfs.helpers import ipfs_core
+
+    site = tmp_path / "site"
+    (site / "sub").mkdir(parents=True)
+    (site / "index.html").write_text("<h1>hi</h1>")
+    (site / "sub" / "big.bin").write_bytes(bytes(range(256)) * 3000)  # 768,000 bytes: three chunks and a node
+    (site / "link").symlink_to("index.html")
+    (site / ".env").write_text("SECRET=hunter2")
+    (site / ".git").mkdir()
+    (site / ".git" / "config").write_text("token")
+    out = tmp_path / "site.car"
+    assert main(["ipfs", "add", str(site), "-o", str(out), "--profile", str(tmp_path / "p")]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    core = ipfs_core()
+    expected = tmp_path / "expected.car"
+    with expected.open("wb") as f:
+        built = core.importer.add_to_car(site, f)  # the bundle's importer run in this process, from the disk
+    assert line.startswith(f"{core.cids.v1_base32(built.cid)}  {site} ({built.size:,} bytes")
+    assert out.read_bytes() == expected.read_bytes()  # the same CAR, block for block
+    assert b"hunter2" not in out.read_bytes() and b"token" not in out.read_bytes()
+    assert not list(tmp_path.glob(".*.partial"))
+    spool = tmp_path / "p" / "data"  # the worker spooled in its data directory and left nothing behind
+    assert [p.name for p in spool.rglob("*") if p.is_file()] == []
+    # a single file: its CID is the file's, written to NAME.car by default
+    assert main(["ipfs", "add", str(site / "index.html"), "-o", str(tmp_path / "i.car")]) == 0
+    with (tmp_path / "x.car").open("wb") as f:
+        single = core.importer.add_to_car(site / "index.html", f)
+    assert capsys.readouterr().out.startswith(core.cids.v1_base32(single.cid))
+
+
+def test_ext_run_streams_a_directory_in_and_the_output_to_a_file(tmp_path, capsys):
+    from tests.handlers.ipfs.helpers import IPFS_BUNDLE
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "a.txt").write_text("a")
+    out = tmp_path / "out.car"
+    assert main(["ext", "run", "--profile", str(tmp_path / "p"), "-e", str(IPFS_BUNDLE), "-i", str(site),
+                 "-o", str(out), "ipfs@protoreg", "ipfs", "add"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out and out.stat().st_size > 0
+    # a failing command leaves no output file, and its error reaches the terminal
+    assert main(["ext", "run", "--profile", str(tmp_path / "p"), "-e", str(IPFS_BUNDLE), "-o",
+                 str(tmp_path / "no.car"), "ipfs@protoreg", "ipfs", "add"]) == 1
+    assert "usage: ipfs add" in capsys.readouterr().err and not (tmp_path / "no.car").exists()
+
+
+def test_serve_imports_the_demo_site_through_the_ipfs_extensions_own_command(tmp_path):
+    from protoreg.cli import _import_demo
+    from protoreg.registry import Registry
+    from tests.handlers.ipfs.helpers import DEMO_CAR, IPFS_BUNDLE, ipfs_core
+
+    reg = Registry()
+    reg.install(IPFS_BUNDLE)
+    state = tmp_path / "p"
+    with DEMO_CAR.open("rb") as f:
+        root = ipfs_core().car.CarReader.open(f).roots[0]
+    assert _import_demo(reg, state) == {"ipfs": f"ipfs://{ipfs_core().cids.v1_base32(root)}/"}
+    url = f"ipfs://{ipfs_core().cids.v1_base32(root)}/"
+    assert main(["fetch", "--profile", str(state), "-e", str(IPFS_BUNDLE), url]) == 0
+    assert _import_demo(Registry(), state) == {}  # no ipfs extension: nothing to import
+
+
 def test_ipfs_import_refuses_a_corrupt_car_naming_the_block(tmp_path, capsys):
     site = tmp_path / "f.txt"
     site.write_text("hello world\n")
@@ -254,7 +317,7 @@ def test_check_with_ungranted_capabilities_says_problems_found_and_never_ok(tmp_
 
 
 def test_fetch_reads_the_blocks_ipfs_import_stored_in_the_same_default_state_dir(tmp_path, capsys):
-    from protoreg.ipfs_tools import DEMO_CAR
+    from tests.handlers.ipfs.helpers import DEMO_CAR
 
     assert main(["ipfs", "import", str(DEMO_CAR)]) == 0  # the default state dir: $XDG_DATA_HOME/protoreg
     root = capsys.readouterr().out.split("open ipfs://")[1].split("/")[0]

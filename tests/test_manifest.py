@@ -20,7 +20,7 @@ from protoreg.manifest import (
     manifest_json_schema,
     match_pattern_problem,
 )
-from protoreg.matchpatterns import parse_pattern
+from protoreg.policy.matchpatterns import parse_pattern
 
 GOOD = {
     "manifest_version": 3, "name": "Demo", "version": "1.0.0",

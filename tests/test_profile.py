@@ -214,7 +214,7 @@ RELOAD = textwrap.dedent("""
 
 
 async def test_a_profile_reloaded_by_a_new_process_keeps_everything(store, profile, tmp_path):
-    from protoreg.ipfs_tools import DEMO_CAR, IPFS_BUNDLE, ipfs_core, store_for
+    from tests.handlers.ipfs.helpers import DEMO_CAR, IPFS_BUNDLE, ipfs_core, store_for
 
     store.publish(make_extension(tmp_path, permissions=["storage"]))
     store.publish(IPFS_BUNDLE)

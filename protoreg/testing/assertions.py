@@ -6,9 +6,9 @@ from typing import Any
 
 from yarl import URL
 
-from protoreg import csp
 from protoreg.errors import PolicyError
-from protoreg.origins import Origin
+from protoreg.policy import csp
+from protoreg.policy.origins import Origin
 from protoreg.response import FetchResponse
 
 __tracebackhide__ = True

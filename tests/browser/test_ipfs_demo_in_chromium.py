@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import protoreg
-from protoreg.ipfs_tools import DEMO_CAR, IPFS_BUNDLE, ipfs_core, store_for
 from tests.browser.conftest import ARTIFACTS
+from tests.handlers.ipfs.helpers import DEMO_CAR, IPFS_BUNDLE, ipfs_core, store_for
 
 pytestmark = pytest.mark.browser
 

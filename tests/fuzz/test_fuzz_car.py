@@ -11,7 +11,7 @@ import psutil
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protoreg.ipfs_tools import ipfs_core
+from tests.handlers.ipfs.helpers import ipfs_core
 
 core = ipfs_core()
 carmod = core.car

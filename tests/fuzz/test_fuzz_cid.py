@@ -7,7 +7,7 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protoreg.ipfs_tools import ipfs_core
+from tests.handlers.ipfs.helpers import ipfs_core
 
 core = ipfs_core()
 EXAMPLES = int(os.environ.get("PROTOREG_FUZZ_EXAMPLES", "200"))

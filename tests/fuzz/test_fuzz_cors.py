@@ -1,4 +1,4 @@
-"""Fuzz target: CORS header checks (protoreg.cors). Only PolicyError may escape the checks; the other helpers
+"""Fuzz target: CORS header checks (protoreg.policy.cors). Only PolicyError may escape the checks; the other helpers
 never raise."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from protoreg.cors import (
+from protoreg.errors import PolicyError
+from protoreg.policy.cors import (
     check_preflight,
     cors_check,
     cors_filtered_headers,
@@ -17,7 +18,6 @@ from protoreg.cors import (
     needs_preflight,
     preflight_request_headers,
 )
-from protoreg.errors import PolicyError
 
 EXAMPLES = int(os.environ.get("PROTOREG_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))

@@ -1,4 +1,4 @@
-"""Fuzz target: CSP parsing and serialization (protoreg.csp). Parsing never raises; serialization raises only
+"""Fuzz target: CSP parsing and serialization (protoreg.policy.csp). Parsing never raises; serialization raises only
 InvalidPolicy; what is sent parses back to the same directives."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protoreg.csp import (
+from protoreg.errors import InvalidPolicy
+from protoreg.policy.csp import (
     allows_inline,
     csp_header_items,
     effective_sources,
@@ -16,7 +17,6 @@ from protoreg.csp import (
     parse_serialized_policy,
     response_policies,
 )
-from protoreg.errors import InvalidPolicy
 
 EXAMPLES = int(os.environ.get("PROTOREG_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))

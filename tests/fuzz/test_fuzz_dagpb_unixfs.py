@@ -12,7 +12,7 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protoreg.ipfs_tools import ipfs_core
+from tests.handlers.ipfs.helpers import ipfs_core
 
 core = ipfs_core()
 dagpb, unixfs = core.dagpb, core.unixfs

@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protoreg.errors import InvalidURL
-from protoreg.origins import origin_of
-from protoreg.trust import is_potentially_trustworthy, is_secure_context
-from protoreg.urls import resolve, resolve_href, scheme_of
+from protoreg.policy.origins import origin_of
+from protoreg.policy.trust import is_potentially_trustworthy, is_secure_context
+from protoreg.policy.urls import resolve, resolve_href, scheme_of
 
 EXAMPLES = int(os.environ.get("PROTOREG_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))

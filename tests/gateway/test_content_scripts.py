@@ -9,10 +9,11 @@ import hashlib
 import pytest
 from yarl import URL
 
-from protoreg import Registry, csp
+from protoreg import Registry
 from protoreg.content import PREFIX, Injection, adjust_csp, inject_html, pattern_matches
 from protoreg.gateway import create_app
 from protoreg.gateway.hosts import to_gateway_url
+from protoreg.policy import csp
 from protoreg.session import Session
 from protoreg.testing import write_extension
 

@@ -1,10 +1,15 @@
 """The ipfs extension's host-side commands (manifest "commands"), run in its own sandboxed worker:
 
     protoreg ipfs import FILE.car                            -> ipfs import                 (the CAR streamed in)
+    protoreg ipfs add PATH [-o FILE.car]                     -> ipfs add                    (the file, or the
+                                                                directory as a tar, streamed in; the CAR streamed out)
     protoreg ipns import FILE.ipns-record [--name k51...]   -> ipns import [--name N]      (the file streamed in)
     protoreg ipns publish --key KEY.pem /ipfs/<cid>         -> ipns publish VALUE [...]    (the key streamed in)
 
-Records go to this extension's data directory, where the ipns:// handler reads (and verifies) them.
+Records and blocks go to this extension's data directory, where the ipns:// and ipfs:// handlers read (and verify)
+them. ``ipfs add`` stores nothing: it builds UnixFS as kubo's ``ipfs add`` does (hidden names skipped) and answers
+with the CAR, its blocks spooled to a temporary file in the data directory (the root CID, which the CAR's header
+names first, is known only at the end), so memory stays bounded whatever the input's size.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import asyncio
 import datetime as dt
 import json
 import os
+import tarfile
+import tempfile
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -85,9 +92,44 @@ class _StreamReader:
         return out
 
 
+async def _ipfs_add(command: Request) -> Response:
+    from ipfs_core.cids import v1_base32
+    from ipfs_core.importer import add_file, add_tar, car_header, spool_blocks
+
+    kind = command.headers.get("X-Protoreg-Input")
+    if kind not in ("file", "directory"):
+        return Response.error(400, "usage: ipfs add < FILE or DIRECTORY (protoreg ipfs add PATH streams it in)")
+    add = add_tar if kind == "directory" else add_file
+    reader = _StreamReader(command.stream(), asyncio.get_running_loop())
+    spool = tempfile.TemporaryFile(dir=runtime.data_dir())  # closed once the body is sent
+    try:
+        built, blocks = await asyncio.to_thread(spool_blocks, lambda emit: add(reader, emit), spool)  # type: ignore[arg-type]
+    except (IpfsError, tarfile.TarError, ValueError, OSError) as exc:
+        spool.close()
+        return Response.error(400, f"ipfs add: {exc}")
+    except BaseException:
+        spool.close()
+        raise
+
+    async def car():  # type: ignore[no-untyped-def]
+        try:
+            yield car_header(built)
+            spool.seek(0)
+            while chunk := await asyncio.to_thread(spool.read, 256 * 1024):
+                yield chunk
+        finally:
+            spool.close()
+
+    return Response(car(), headers={"Content-Type": "application/vnd.ipld.car; version=1",
+                                    "X-Ipfs-Root": v1_base32(built.cid), "X-Ipfs-Size": str(built.size),
+                                    "X-Ipfs-Blocks": str(blocks)})
+
+
 async def _ipfs(command: Request, args: list[str]) -> Response:
+    if args[:1] == ["add"]:
+        return await _ipfs_add(command)
     if args[:1] != ["import"]:
-        return Response.error(400, "usage: ipfs import < FILE.car")
+        return Response.error(400, "usage: ipfs import < FILE.car | ipfs add < FILE or DIRECTORY")
     from ipfs_core.blocks import BlockStore
     from ipfs_core.car import import_car
     from ipfs_core.cids import v1_base32
@@ -101,7 +143,9 @@ async def _ipfs(command: Request, args: list[str]) -> Response:
     roots = ", ".join(v1_base32(r) for r in report.roots)
     lines = [f"imported {report.blocks} blocks ({report.new_blocks} new, {report.bytes:,} bytes), every one verified",
              f"roots: {roots}", *(f"  open ipfs://{v1_base32(r)}/" for r in report.roots)]
-    return Response("\n".join(lines) + "\n")
+    # 201 and the first root's URL: what protoreg serve shows as the example of the imported demo site
+    headers = {"Location": f"ipfs://{v1_base32(report.roots[0])}/"} if report.roots else {}
+    return Response("\n".join(lines) + "\n", status=201, headers=headers)
 
 
 async def runCommand(command: Request) -> Response:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import protoreg
-from protoreg.ipfs_tools import IPFS_BUNDLE, ipfs_core, store_for
 from tests.conftest import conformance_path
+from tests.handlers.ipfs.helpers import IPFS_BUNDLE, ipfs_core, store_for
 
 core = ipfs_core()
 
@@ -20,7 +20,7 @@ def car(name: str) -> Path:
 def import_record(extension, state: Path, raw: bytes, name_text: str):
     """Verify a record and put it where the ipns:// handler reads it (tests only; users go through the
     extension's own command: protoreg ipns import)."""
-    from protoreg.ipfs_tools import data_dir_for
+    from tests.handlers.ipfs.helpers import data_dir_for
 
     name, _ = core.ipns.parse_name(name_text)
     record = core.ipns.verify_record(name, raw)

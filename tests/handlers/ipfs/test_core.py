@@ -141,7 +141,7 @@ def test_invalid_cids_say_what_is_wrong():
 
 
 def test_the_committed_demo_car_is_a_fresh_add_of_its_source():
-    from protoreg.ipfs_tools import DEMO_CAR, IPFS_BUNDLE
+    from tests.handlers.ipfs.helpers import DEMO_CAR, IPFS_BUNDLE
 
     built, blocks = core.importer.add_to_blocks(IPFS_BUNDLE / "demo")
     assert b"".join(core.car.write_car([built.cid], blocks)) == DEMO_CAR.read_bytes()

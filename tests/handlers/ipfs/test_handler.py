@@ -119,7 +119,7 @@ async def test_errors_invalid_cid_400_missing_root_404(loaded):
 
 async def test_a_missing_block_mid_file_aborts_the_stream_instead_of_sending_wrong_bytes(ipfs, tmp_path):
     import protoreg
-    from protoreg.ipfs_tools import store_for
+    from tests.handlers.ipfs.helpers import store_for
 
     reg, state, import_car = ipfs
     import_car(car("dir-with-files.car"))

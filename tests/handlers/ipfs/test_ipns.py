@@ -14,9 +14,9 @@ from multiformats import CID, multibase
 
 import protoreg
 from protoreg.cli import main
-from protoreg.ipfs_tools import IPFS_BUNDLE
 from tests.conftest import CONFORMANCE
 from tests.handlers.ipfs.conftest import core, import_record
+from tests.handlers.ipfs.helpers import IPFS_BUNDLE
 
 ipns = core.ipns
 VECTORS = CONFORMANCE / "ipns"
@@ -170,7 +170,7 @@ def test_import_refuses_each_bad_vector(ipns_env):
 async def test_stored_bad_record_answers_5xx_naming_the_step(ipns_env, tmp_path):
     reg, ext, state = ipns_env
     name_text, raw = vectors()["v1-v2-broken-signature-v2"]
-    from protoreg.ipfs_tools import data_dir_for
+    from tests.handlers.ipfs.helpers import data_dir_for
 
     d = data_dir_for(ext, state) / "ipns"
     d.mkdir(parents=True)
@@ -182,7 +182,7 @@ async def test_stored_bad_record_answers_5xx_naming_the_step(ipns_env, tmp_path)
 
 async def test_publish_legacy_redirect_recursion_and_subpaths(ipns_env, tmp_path, capsys):
     reg, ext, state = ipns_env
-    from protoreg.ipfs_tools import ipfs_core, store_for
+    from tests.handlers.ipfs.helpers import ipfs_core, store_for
 
     with (Path(__file__).parents[3] / "handlers" / "ipfs" / "demo-site.car").open("rb") as f:
         root = ipfs_core().cids.v1_base32(ipfs_core().car.import_car(f, store_for(ext, state)).roots[0])
@@ -225,7 +225,7 @@ def test_cli_import_runs_in_the_extensions_worker_and_refuses_bad_records(ipns_e
             assert "signature verified" in out.out and "sequence 0" in out.out
         else:
             assert "signature check" in out.err
-    from protoreg.ipfs_tools import data_dir_for
+    from tests.handlers.ipfs.helpers import data_dir_for
 
     name_text, raw = vectors()["v1-v2"]
     assert (data_dir_for(ext, state) / "ipns" / f"{name_text}.ipns-record").read_bytes() == raw
@@ -244,6 +244,6 @@ async def test_commands_are_not_reachable_from_web_content(ipns_env):
     async with protoreg.Session(reg, state_dir=str(state)) as s:
         with pytest.raises(protoreg.UnknownScheme):
             await s.fetch("protoreg-cmd-ipns://run/")
-    from protoreg.schemes import check_scheme
+    from protoreg.policy.schemes import check_scheme
 
     assert check_scheme("protoreg-cmd-ipns") is not None  # no manifest can claim a command scheme

@@ -21,9 +21,9 @@ from yarl import URL
 import protoreg
 from protoreg.gateway import create_app
 from protoreg.gateway.hosts import to_gateway_url
-from protoreg.ipfs_tools import IPFS_BUNDLE, data_dir_for, store_for
 from protoreg.worker.config import WorkerConfig
 from tests.handlers.ipfs.conftest import car, core, import_record
+from tests.handlers.ipfs.helpers import IPFS_BUNDLE, data_dir_for, store_for
 
 DIR = "bafybeihchr7vmgjaasntayyatmp5sv6xza57iy2h4xj7g46bpjij6yhrmy"
 DEMO_CAR = IPFS_BUNDLE / "demo-site.car"

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from protoreg import cors
 from protoreg.errors import PolicyError
+from protoreg.policy import cors
 
 ORIGIN = "web+a://x"
 URL = "web+b://y/data"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from protoreg.origins import Origin, origin_of
+from protoreg.policy.origins import Origin, origin_of
 
 REG = {"ipfs", "web+foo"}
 

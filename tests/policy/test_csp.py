@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protoreg import csp
 from protoreg.errors import InvalidPolicy
+from protoreg.policy import csp
 from tests.conftest import conformance_cases
 
 BASELINE_TEXT = "object-src 'none'; base-uri 'self'; frame-ancestors 'self'"

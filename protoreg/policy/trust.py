@@ -14,8 +14,8 @@ from collections.abc import Container, Sequence
 
 from yarl import URL
 
-from protoreg.origins import Origin, origin_of
-from protoreg.urls import resolve
+from protoreg.policy.origins import Origin, origin_of
+from protoreg.policy.urls import resolve
 
 __all__ = ["is_potentially_trustworthy", "is_secure_context"]
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protoreg.schemes import FORBIDDEN, SAFELIST, check_scheme
+from protoreg.policy.schemes import FORBIDDEN, SAFELIST, check_scheme
 
 HTML_SAFELIST = {"bitcoin", "dat", "dweb", "ftp", "geo", "gopher", "im", "ipfs", "ipns", "irc", "ircs", "magnet",
                  "mailto", "matrix", "mms", "news", "nntp", "sip", "sms", "smsto", "ssb", "ssh", "tel", "urn",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from yarl import URL
 
-from protoreg.urls import resolve
+from protoreg.policy.urls import resolve
 
 __all__ = ["TUPLE_SCHEMES", "Origin", "origin_of"]
 
@@ -68,7 +68,7 @@ def _tuple_origin(url: URL) -> Origin:
 
 
 def origin_of(url: str | URL, *, registered: Container[str] = frozenset()) -> Origin:
-    """The origin of ``url`` (a string is parsed with :func:`protoreg.urls.resolve`; InvalidURL if it can't be)."""
+    """The origin of ``url`` (a string is parsed with :func:`.urls.resolve`; InvalidURL if it can't be)."""
     parsed = url if isinstance(url, URL) else resolve(url, registered=registered)
     scheme = parsed.scheme
     if scheme in registered:

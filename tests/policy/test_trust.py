@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from protoreg.errors import InvalidURL
-from protoreg.origins import origin_of
-from protoreg.trust import is_potentially_trustworthy, is_secure_context
+from protoreg.policy.origins import origin_of
+from protoreg.policy.trust import is_potentially_trustworthy, is_secure_context
 from tests.conftest import conformance_cases
 
 CASES = conformance_cases("secure-contexts", "trustworthy-cases.json", where=lambda c: not c.get("divergence"))

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protoreg.errors import InvalidURL
-from protoreg.origins import origin_of
-from protoreg.urls import resolve, resolve_href, scheme_of
+from protoreg.policy.origins import origin_of
+from protoreg.policy.urls import resolve, resolve_href, scheme_of
 from tests.conftest import conformance_cases
 
 REG = frozenset({"web+foo"})
