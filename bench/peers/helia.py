@@ -31,12 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import protoreg
 from protoreg.ipfs_tools import IPFS_BUNDLE, ipfs_core, store_for
 
+HERE = Path(__file__).resolve().parent
 SIZE = int(os.environ.get("BENCH_MIB", "64")) * 1024 * 1024
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 GOAL = 1.5
