@@ -159,3 +159,17 @@ async def test_policy_headers_are_the_gateways_for_the_same_response(qt, aiohttp
         assert in_qt[name] == ", ".join(v.lower() for v in resp.headers.getall(name)) or in_qt[name] == value.lower()
     assert in_qt["x-content-type-options"] == "nosniff"
     assert "origin-agent-cluster" not in in_qt  # dropped on purpose: it crashed the engine (docs/embedding.md)
+
+
+def test_the_example_browser_opens_the_demo_site_and_shows_its_identity(qt, tmp_path):
+    shot = tmp_path / "browser.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QTWEBENGINE_CHROMIUM_FLAGS": "--no-sandbox --disable-gpu"}
+    if os.geteuid() == 0:
+        env["QTWEBENGINE_DISABLE_SANDBOX"] = "1"
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "browser.py"), "--screenshot", str(shot)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from PySide6.QtGui import QImage
+
+    image = QImage(str(shot))
+    assert image.width() >= 800 and image.height() >= 600
