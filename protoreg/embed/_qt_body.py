@@ -40,6 +40,8 @@ class ResponseBody(QIODevice):
         self._room = asyncio.Event()
         self._room.set()
         self.delivered = 0
+        #: The most bytes ever queued at once: the memory a response holds here, whatever its size.
+        self.peak = 0
         self.on_close: Callable[[], None] | None = None
         self.open(QIODevice.OpenModeFlag.ReadOnly | QIODevice.OpenModeFlag.Unbuffered)
 
@@ -62,6 +64,7 @@ class ResponseBody(QIODevice):
             was_empty = not self._chunks
             self._chunks.append(chunk)
             self._queued += len(chunk)
+            self.peak = max(self.peak, self._queued)
             if self._queued > self._high_water:
                 self._room.clear()
         if was_empty:

@@ -207,6 +207,8 @@ class SchemeHandler(QWebEngineUrlSchemeHandler):
         self._main = _MainThread()
         #: Requests whose fetch or body is still running (job -> its future): empty when nothing leaks.
         self.active: dict[int, concurrent.futures.Future[Any]] = {}
+        #: The most body bytes one response ever had queued for the engine (bounded by the high-water mark).
+        self.peak_queued = 0
 
     # -- main thread ---------------------------------------------------------------------------------------
     def requestStarted(self, job: QWebEngineUrlRequestJob) -> None:
@@ -345,6 +347,8 @@ class SchemeHandler(QWebEngineUrlSchemeHandler):
         except asyncio.CancelledError:
             device.fail()
             raise
+        finally:
+            self.peak_queued = max(self.peak_queued, device.peak)
         device.finish()
 
     def _answer_error(self, state: _JobState, status: int, reason: str, url: str, dest: Any, *,

@@ -146,6 +146,7 @@ def scenario_stream(b: Browser, ctx: dict[str, Any]) -> dict[str, Any]:
                    n += value.length; }
         return {status: r.status, length: n, sum: sum, ms: performance.now() - t0,
                 contentLength: r.headers.get('content-length')};""", timeout=60)}
+    out["peak_queued"] = ctx["handler"].peak_queued
     rng = """const r = await fetch(%r, {headers: {Range: %r}});
              return {status: r.status, range: r.headers.get('content-range'),
                      body: [...new Uint8Array(await r.arrayBuffer())]};"""

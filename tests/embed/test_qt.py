@@ -90,6 +90,9 @@ def test_a_64_mib_body_streams_through_intact(qt):
     assert big["status"] == 200 and big["length"] == BIG
     assert big["sum"] == expected
     assert big["ms"] < 20_000
+    # Streamed, not buffered: at most the 1 MiB high-water mark plus the chunk that crossed it (the worker's IPC
+    # may merge the handler's 64 KiB chunks) is ever queued for the engine, not the 64 MiB body.
+    assert 0 < qt["stream"]["peak_queued"] <= 2 << 20
 
 
 @pytest.mark.parametrize("path", ["/media", "/whole"])  # the handler answers the Range (206) / ignores it (200)
