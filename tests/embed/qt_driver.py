@@ -239,6 +239,11 @@ def main(argv: list[str]) -> int:
     pqt.register_schemes(reg)
     app = QApplication(["protoreg-qt-test"])
     results: dict[str, Any] = {"timings": {}}
+    try:  # too late now: the engine reads its scheme list once
+        pqt.register_schemes(reg)
+        results["late_register"] = "no error"
+    except protoreg.ProtoregError as exc:
+        results["late_register"] = f"{type(exc).__name__}: {exc}"
     config = protoreg.WorkerConfig(state_dir=str(state_dir), request_timeout=2.0)
     with pqt.QtRuntime(reg, config=config) as runtime:
         profile = QWebEngineProfile("protoreg-qt-test")

@@ -177,3 +177,8 @@ def test_the_example_browser_opens_the_demo_site_and_shows_its_identity(qt, tmp_
 
     image = QImage(str(shot))
     assert image.width() >= 800 and image.height() >= 600
+
+
+def test_registering_schemes_after_the_application_started_is_a_clear_error(qt):
+    assert qt["late_register"].startswith("EmbedError: ")
+    assert "before the QApplication is created" in qt["late_register"]
