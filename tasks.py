@@ -79,9 +79,70 @@ def ensure_chromium() -> None:
         _log(f"could not install chromium ({exc}); browser tests will be skipped")
 
 
+# Shared libraries QtWebEngine loads that a slim Debian may lack -> the Debian package that brings each.
+QT_LIBRARIES = {
+    "libnss3.so": "libnss3", "libnssutil3.so": "libnss3", "libsmime3.so": "libnss3", "libnspr4.so": "libnspr4",
+    "libxkbcommon.so.0": "libxkbcommon0", "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
+    "libXcomposite.so.1": "libxcomposite1", "libXdamage.so.1": "libxdamage1", "libXrandr.so.2": "libxrandr2",
+    "libgbm.so.1": "libgbm1", "libasound.so.2": "libasound2", "libxkbfile.so.1": "libxkbfile1",
+    "libxshmfence.so.1": "libxshmfence1", "libEGL.so.1": "libegl1", "libfontconfig.so.1": "libfontconfig1",
+    "libdbus-1.so.3": "libdbus-1-3", "libXtst.so.6": "libxtst6", "libXfixes.so.3": "libxfixes3",
+    "libX11-xcb.so.1": "libx11-xcb1", "libxcb-cursor.so.0": "libxcb-cursor0", "libGL.so.1": "libgl1",
+    "libOpenGL.so.0": "libopengl0", "libglib-2.0.so.0": "libglib2.0-0", "libfreetype.so.6": "libfreetype6",
+}
+
+
+def _missing_qt_libraries() -> set[str]:
+    """Libraries ``ldd`` reports missing for QtWebEngine's module and its helper process."""
+    found = list((VENV / "lib").glob("python3*/site-packages/PySide6"))
+    if not found or shutil.which("ldd") is None:
+        return set()
+    qt = found[0]
+    env = {**os.environ, "LD_LIBRARY_PATH": str(qt / "Qt" / "lib")}
+    missing = set()
+    for binary in (qt / "QtWebEngineCore.abi3.so", qt / "Qt" / "libexec" / "QtWebEngineProcess",
+                   qt / "Qt" / "plugins" / "platforms" / "libqoffscreen.so"):
+        if binary.exists():
+            out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, env=env).stdout
+            missing |= {line.split()[0] for line in out.splitlines() if "not found" in line}
+    return missing
+
+
+def ensure_qt() -> None:
+    """Install the ``qt`` extra (QtWebEngine for tests/embed) and the Debian libraries it needs, softly: when
+    either fails, those tests skip with the reason."""
+    stamp = VENV / ".protoreg-qt-installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not (stamp.exists() and stamp.read_text() == want):
+        _log("installing the qt extra (PySide6 with QtWebEngine) for tests/embed")
+        try:
+            _run([str(PY), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[qt]"])
+            stamp.write_text(want)
+        except subprocess.CalledProcessError as exc:
+            _log(f"could not install the qt extra ({exc}); the QtWebEngine tests will be skipped")
+            return
+    missing = _missing_qt_libraries()
+    if not missing:
+        return
+    packages = sorted({QT_LIBRARIES[lib] for lib in missing if lib in QT_LIBRARIES})
+    apt = shutil.which("apt-get")
+    if not packages or apt is None or os.geteuid() != 0:
+        _log(f"QtWebEngine lacks {', '.join(sorted(missing))} and they can't be installed here; "
+             "the QtWebEngine tests will be skipped")
+        return
+    _log(f"installing Debian packages {' '.join(packages)} for QtWebEngine")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        _run([apt, "-o", "Acquire::Retries=3", "update", "-qq"], env=env)
+        _run([apt, "install", "-y", "-qq", "--no-install-recommends", *packages], env=env)
+    except subprocess.CalledProcessError as exc:
+        _log(f"could not install {' '.join(packages)} ({exc}); the QtWebEngine tests will be skipped")
+
+
 def cmd_test(args: list[str]) -> int:
     ensure_venv()
     ensure_chromium()
+    ensure_qt()
     return subprocess.call([str(PY), "-m", "pytest", *args], cwd=ROOT)
 
 

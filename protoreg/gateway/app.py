@@ -20,6 +20,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from protoreg import content, filters
+from protoreg.browser_headers import browser_headers, request_headers
 from protoreg.errors import InvalidRequest, InvalidURL, PermissionDenied, PolicyError, ProtoregError, UnknownScheme
 from protoreg.gateway import dashboard
 from protoreg.gateway.hosts import (
@@ -45,8 +46,6 @@ log = logging.getLogger("protoreg.gateway")
 REGISTRY: Final = web.AppKey("protoreg_registry", object)
 SESSION: Final = web.AppKey("protoreg_session", Session)
 
-_HOP_BY_HOP: Final = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-                                "trailer", "transfer-encoding", "upgrade", "host", "content-length"})
 # A dot segment in any spelling a WHATWG parser accepts ("..", ".%2e", "%2E%2e", ...), or a backslash/NUL.
 _TRAVERSAL: Final = re.compile(r"(?:^|/)(?:\.|%2e){1,2}(?:/|$)|\\|%5c|%00|\x00", re.IGNORECASE)
 
@@ -372,8 +371,7 @@ async def _proxy(request: web.Request, target: GatewayTarget, custom: URL | None
     # e.g. "123" is the IPv4 host 0.0.0.123: one gateway origin per custom origin
     if custom is None and url.raw_host != target.host:
         raise web.HTTPMovedPermanently(location=str(_gateway_url(registry, url, target.authority)))
-    headers = CIMultiDict((k, v) for k, v in request.headers.items()
-                          if k.lower() not in _HOP_BY_HOP and k.lower() != "origin")
+    headers = request_headers(request.headers.items())
     origin = _custom_origin(registry, request.headers.get("Origin"), target)
     has_body = request.body_exists and request.method not in ("GET", "HEAD")
     try:
@@ -390,21 +388,12 @@ async def _proxy(request: web.Request, target: GatewayTarget, custom: URL | None
     if resp.type == "error":
         ext = resp.error.extension if resp.error is not None else None
         return error_page(resp.status, str(resp.error or "handler failed"), extension=ext, url=str(url))
-    headers = CIMultiDict()
-    for name, value in resp.headers.items():
-        lname = name.lower()
-        if lname in _HOP_BY_HOP:
-            continue
-        if lname in ("location", "access-control-allow-origin", "content-location"):
-            value = _to_browser(registry, value, target.authority)
-        headers.add(name, value)
-    headers["X-Content-Type-Options"] = "nosniff"
+    # nosniff, Origin-Agent-Cluster, custom URLs and origins in their gateway form: protoreg/browser_headers.py
+    headers = browser_headers(resp.headers.items(), rewrite=lambda v: _to_browser(registry, v, target.authority))
     if custom is not None:  # a trustless answer on the bare (dashboard) host: never a document with its origin
         headers.add("Content-Security-Policy", "sandbox; default-src 'none'")
         if not headers.get("Content-Type", "").startswith(_TRUSTLESS_TYPES):
             headers["Content-Disposition"] = "attachment"
-    # Each origin its own agent cluster: a handler can't opt its pages into document.domain merging.
-    headers["Origin-Agent-Cluster"] = "?1"
     if custom is None and request.method == "GET" and 200 <= resp.status <= 299 and \
             "Content-Encoding" not in resp.headers:
         # Response filters (protoreg/filters.py), then content scripts (protoreg/content.py), on buffered bodies.
