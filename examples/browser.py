@@ -12,16 +12,34 @@ context), which extension serves it and, when it was installed from a store, the
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import tempfile
 from pathlib import Path
 
 import protoreg
+from protoreg.bundled import builtin_extension
+from protoreg.commands import path_input, run_command
 from protoreg.embed import qt as pqt
 from protoreg.embed.site import site_info
-from protoreg.ipfs_tools import DEMO_CAR, IPFS_BUNDLE, ipfs_core, store_for
 
 HERE = Path(__file__).resolve().parent
+IPFS_BUNDLE = builtin_extension("ipfs")
+
+
+def import_demo(reg: protoreg.Registry, ipfs: protoreg.Extension, state: Path) -> str:
+    """Import the ipfs extension's demo site through its own ``ipfs import`` command (in its sandboxed worker,
+    as ``protoreg serve`` does); returns the site's ipfs:// URL."""
+    async def run() -> str:
+        async with protoreg.Session(reg, state_dir=str(state)) as session:
+            result = await run_command(session, ipfs.id, "ipfs", ["import"],
+                                       path_input(IPFS_BUNDLE / "demo-site.car")[1])
+        location = dict((k.lower(), v) for k, v in result.headers).get("location")
+        if not result.ok or not location:
+            raise SystemExit(f"the demo site was not imported: {result.output.decode('utf-8', 'replace')[:500]}")
+        return location
+
+    return asyncio.run(run())
 
 
 def main(argv: list[str]) -> int:
@@ -34,9 +52,7 @@ def main(argv: list[str]) -> int:
     reg = protoreg.Registry()
     ipfs = reg.install(IPFS_BUNDLE)
     reg.install(HERE / "hello-scheme")
-    core = ipfs_core()
-    with DEMO_CAR.open("rb") as f:
-        root = core.cids.v1_base32(core.car.import_car(f, store_for(ipfs, state)).roots[0])
+    demo_url = import_demo(reg, ipfs, state)
     pqt.register_schemes(reg)  # before the QApplication exists
 
     from PySide6.QtCore import QTimer, QUrl
@@ -87,7 +103,7 @@ def main(argv: list[str]) -> int:
                 QTimer.singleShot(700, grab)  # let images and fonts settle
             view.loadFinished.connect(save)
             QTimer.singleShot(30_000, app.quit)
-        view.load(QUrl(args.url or f"ipfs://{root}/"))
+        view.load(QUrl(args.url or demo_url))
         window.show()
         code = app.exec()
         view.setPage(None)  # the page must go before its profile

@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import protoreg
-from protoreg.ipfs_tools import IPFS_BUNDLE, ipfs_core, store_for
+from tests.handlers.ipfs.helpers import IPFS_BUNDLE, ipfs_core, store_for
 
 HERE = Path(__file__).resolve().parent
 SIZE = int(os.environ.get("BENCH_MIB", "64")) * 1024 * 1024

@@ -40,7 +40,7 @@ def install(label: str, read_paths: Sequence[str], write_paths: Sequence[str]) -
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event in ("open", "os.listdir", "os.scandir"):
-            path, mode, flags = (args + (None, None, 0))[:3] if event == "open" else (args[0], "r", 0)
+            path, mode, flags = (*args, None, None, 0)[:3] if event == "open" else (args[0], "r", 0)
             if not isinstance(path, (str, bytes)):
                 return
             text = os.fsdecode(path)

@@ -229,7 +229,7 @@ def main(argv: list[str]) -> int:
     from PySide6.QtWidgets import QApplication
 
     import protoreg
-    from protoreg.ipfs_tools import DEMO_CAR, IPFS_BUNDLE, ipfs_core, store_for
+    from tests.handlers.ipfs.helpers import DEMO_CAR, IPFS_BUNDLE, ipfs_core, store_for
 
     reg = protoreg.Registry()
     ipfs = reg.install(IPFS_BUNDLE)

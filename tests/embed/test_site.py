@@ -7,7 +7,7 @@ import dataclasses
 import protoreg
 from protoreg.embed import EmbedError, EngineUnavailable
 from protoreg.embed.site import site_info
-from protoreg.ipfs_tools import IPFS_BUNDLE
+from tests.handlers.ipfs.helpers import IPFS_BUNDLE
 
 
 def test_site_info_names_scheme_origin_trust_and_the_serving_extension():
