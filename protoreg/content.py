@@ -142,7 +142,8 @@ def _same_origin_possible(pattern: str, origin: URL, registered: set[str]) -> bo
         p = parse_pattern(pattern)
     except ValueError:
         return False
-    return parse_pattern(f"{p.scheme}://{p.host}/*").matches(origin)
+    port = "" if p.port == "*" else f":{p.port}"
+    return parse_pattern(f"{p.scheme}://{p.host}{port}/*").matches(origin)
 
 
 def is_html(headers: Any) -> bool:

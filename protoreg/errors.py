@@ -34,6 +34,7 @@ __all__ = [
     "HandlerError",
     "HandlerTimeout",
     "InstallError",
+    "InvalidPattern",
     "InvalidPolicy",
     "InvalidRequest",
     "InvalidURL",
@@ -190,6 +191,11 @@ class InvalidRequest(ProtoregError, ValueError):
 
 class ConfigError(ProtoregError, ValueError):
     """A host setting (a WorkerConfig field, a PROTOREG_* environment variable) has a value protoreg can't use."""
+
+
+class InvalidPattern(ProtoregError, ValueError):
+    """Text used as a WebExtension match pattern (a host permission, a store ceiling, a content script's
+    ``matches``) that is not one; the message says what is wrong and how to write it."""
 
 
 class InvalidPolicy(ProtoregError, ValueError):

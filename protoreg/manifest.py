@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from protoreg.errors import ManifestError, ManifestProblem
+from protoreg.policy.matchpatterns import pattern_problem
 from protoreg.policy.schemes import check_scheme
 
 __all__ = ["KNOWN_PERMISSIONS", "MAX_MANIFEST_BYTES", "ContentScript", "Manifest", "ProtocolHandler", "ResponseFilter",
@@ -49,8 +50,6 @@ _VERSION: Final = re.compile(r"^(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})){0,3}$
 # Firefox's add-on id rule: an email-like id or a {GUID}.
 _ID: Final = re.compile(r"^(\{[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}"
                         r"|[A-Za-z0-9\-._]*@[A-Za-z0-9\-._]+)$")
-_PATTERN_SCHEME: Final = re.compile(r"^(\*|[a-z][a-z0-9+.\-]*)$")
-_PATTERN_HOST: Final = re.compile(r"^(\*|(\*\.)?[A-Za-z0-9\-_~]+(\.[A-Za-z0-9\-_~]+)*\.?)(:[0-9]{1,5})?$")
 _HTTPS_TEMPLATE: Final = re.compile(r"^https://[^/?#\\%@\s]+(?:[/?#]|$)", re.IGNORECASE)
 _SCHEME_PREFIX: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 
@@ -63,25 +62,7 @@ def _fail(message: str, hint: str) -> PydanticCustomError:
 # -- match patterns ---------------------------------------------------------------------------------------------
 def match_pattern_problem(pattern: str) -> tuple[str, str] | None:
     """None when ``pattern`` is a WebExtension match pattern, else ``(what is wrong, how to fix it)``."""
-    example = '"https://example.org/*" or "https://*.example.org/*"'
-    if pattern == "<all_urls>":
-        return None
-    scheme, sep, rest = pattern.partition("://")
-    if not sep:
-        return (f"{pattern!r} is not a match pattern: it has no '://'", f"use <scheme>://<host>/<path>, e.g. {example}")
-    if not _PATTERN_SCHEME.match(scheme):
-        return (f"{pattern!r} has an invalid scheme {scheme!r}", f"use *, https, http, wss, ws or ftp, e.g. {example}")
-    host, slash, _path = rest.partition("/")
-    if not slash:
-        return (f"{pattern!r} has no path", f'add a path such as "/*": "{pattern}/*"')
-    if not host:
-        return (f"{pattern!r} has no host", f'name a host, or "*" for any host: "{scheme}://*/{_path}"')
-    if not _PATTERN_HOST.match(host):
-        if "*" in host:
-            return (f"{pattern!r}: '*' may only be the whole host or its first label",
-                    f'use "{scheme}://*.{host.rsplit("*", 1)[-1].lstrip(".") or "example.org"}/{_path}"')
-        return (f"{pattern!r} has an invalid host {host!r}", f"use a host name such as example.org, e.g. {example}")
-    return None
+    return pattern_problem(pattern)
 
 
 def is_match_pattern(pattern: str) -> bool:

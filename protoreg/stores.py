@@ -52,7 +52,7 @@ from tuf.ngclient import FetcherInterface, Updater
 
 from protoreg import bundles
 from protoreg.errors import TrustError
-from protoreg.policy.matchpatterns import MatchPattern, parse_pattern
+from protoreg.policy.matchpatterns import parse_pattern
 
 __all__ = [
     "ALL",
@@ -151,31 +151,6 @@ def _is_host(perm: str) -> bool:
     return "://" in perm or perm == "<all_urls>"
 
 
-def _pattern_covers(c: MatchPattern, r: MatchPattern) -> bool:
-    """Conservative: True only if every URL ``r`` matches is matched by ``c``."""
-    if c.text == "<all_urls>":
-        return r.text == "<all_urls>" or r.scheme in ("*", "http", "https", "ws", "wss")
-    if r.text == "<all_urls>":
-        return c.scheme == "*" and c.host == "*" and c.path == "/*"
-    if c.scheme != r.scheme and not (c.scheme == "*" and r.scheme in ("http", "https", "ws", "wss")):
-        return False
-    if c.host != "*":
-        if r.host == "*":
-            return False
-        if c.host.startswith("*."):
-            base = c.host[2:]
-            rhost = r.host[2:] if r.host.startswith("*.") else r.host
-            if rhost != base and not rhost.endswith("." + base):
-                return False
-        elif r.host != c.host:
-            return False
-    if c.path == "/*" or c.path == r.path:
-        return True
-    import fnmatch
-
-    return "*" not in r.path and fnmatch.fnmatchcase(r.path, c.path)
-
-
 def covers(ceiling: Sequence[str], permission: str) -> bool:
     """Does the ceiling allow granting ``permission`` (an API permission or a host match pattern)?"""
     if ALL in ceiling:
@@ -189,7 +164,7 @@ def covers(ceiling: Sequence[str], permission: str) -> bool:
     for item in ceiling:
         if _is_host(item):
             try:
-                if _pattern_covers(parse_pattern(item), wanted):
+                if parse_pattern(item).covers(wanted):
                     return True
             except ValueError:
                 continue

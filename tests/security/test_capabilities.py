@@ -121,6 +121,25 @@ async def test_fetch_to_a_host_not_granted_is_denied_with_the_fix(tmp_path, upst
         assert s.audit.records(decision="denied")[0].target == f"http://127.0.0.1:{port}/ok"
 
 
+async def test_a_grant_for_one_port_does_not_reach_the_hosts_other_ports(tmp_path, upstream):
+    """host_permissions naming a port grant that port only (before, the port was parsed and ignored, so a grant for
+    one local service reached every service on the host); checked on the server: the request never arrived."""
+    port, hits = upstream
+    reg = protoreg.Registry()
+    other = port + 1 if port < 65535 else port - 1
+    install(reg, tmp_path, "oneport", host_permissions=[f"http://127.0.0.1:{other}/*"])
+    async with protoreg.Session(reg, allow_private_networks=True) as s:
+        status, out = await get(s, f"web+oneport://x/fetch?url=http://127.0.0.1:{port}/ok")
+        assert status == 403 and "not allowed by host_permissions" in out["denied"]
+        assert hits == []
+    reg = protoreg.Registry()
+    install(reg, tmp_path, "rightport", host_permissions=[f"http://127.0.0.1:{port}/*"])
+    async with protoreg.Session(reg, allow_private_networks=True) as s:
+        status, out = await get(s, f"web+rightport://x/fetch?url=http://127.0.0.1:{port}/ok")
+        assert (status, out["body"]) == (200, "upstream data")
+        assert hits == ["/ok"]
+
+
 async def test_a_redirect_from_a_granted_host_to_another_host_is_refused(tmp_path, upstream):
     port, hits = upstream
     reg = protoreg.Registry()
