@@ -1,10 +1,12 @@
 """Gateway req/s vs a plain aiohttp app returning the same bytes, with the load from a separate process.
 
-    python bench/gateway.py [--uvloop]
+    python bench/gateway.py [--uvloop] [--pin]
 
 Both servers run in this process on loopback, one after the other; a load generator (an aiohttp client at
 concurrency 32 in its own process, so its CPU is not charged to the server) sends N requests to each and reports
-req/s. ``--uvloop`` runs this process's event loop (both servers) on uvloop.
+req/s. ``--uvloop`` runs this process's event loop (both servers) on uvloop. ``--pin`` puts this process (both
+servers) and the gateway's worker on CPU 0 (``WorkerConfig.cpu_affinity``), leaving the load generator free to run
+anywhere: the parent's wake-up of its worker then stays on one CPU.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bench._common import PAYLOAD, bench_registry, row
 from protoreg.gateway import create_app
 from protoreg.gateway.app import SESSION
 from protoreg.gateway.hosts import to_gateway_url
+from protoreg.worker.config import WorkerConfig
 from protoreg.loops import tune_gc
 
 N = 20000
@@ -70,10 +73,13 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+ALL_CPUS = frozenset(os.sched_getaffinity(0))
+
+
 async def load(port: int, host: str) -> float:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", LOAD, str(port), host, str(N), str(CONC), str(len(PAYLOAD)),
-        stdout=subprocess.PIPE)
+        stdout=subprocess.PIPE, preexec_fn=lambda: os.sched_setaffinity(0, ALL_CPUS))
     out, _ = await proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"the load generator failed (exit {proc.returncode})")
@@ -89,12 +95,16 @@ async def main() -> None:
     plain_app = web.Application()
     plain_app.router.add_get("/{tail:.*}", plain)
     r1, p1 = await serve(plain_app)
-    r2, p2 = await serve(create_app(reg))
+    pin = "--pin" in sys.argv
+    if pin:
+        os.sched_setaffinity(0, {min(ALL_CPUS)})
+    config = WorkerConfig(cpu_affinity=frozenset({min(ALL_CPUS)})) if pin else None
+    r2, p2 = await serve(create_app(reg, config=config))
     tune_gc()  # what protoreg serve does after start-up (protoreg/loops.py)
     owner = reg.lookup("web+bench").extension.id
     host = to_gateway_url(URL("web+bench://h/x"), f"localhost:{p2}", owner).raw_host
     print(f"gateway benchmark (Python {sys.version.split()[0]}, {os.cpu_count()} cores, load average "
-          f"{os.getloadavg()[0]:.2f}, {'uvloop' if '--uvloop' in sys.argv else 'asyncio'})\n")
+          f"{os.getloadavg()[0]:.2f}, {'uvloop' if '--uvloop' in sys.argv else 'asyncio'}{', pinned to one CPU' if pin else ''})\n")
     c0 = cpu_seconds([])
     base = await load(p1, f"127.0.0.1:{p1}")
     c1 = cpu_seconds([])
