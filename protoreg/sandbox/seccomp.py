@@ -11,9 +11,11 @@ Verdicts (everything else is allowed):
   fchmod, fchmodat, fchmodat2, chown, fchown, lchown, fchownat, utime, utimes, futimesat, utimensat, the set/remove
   xattr calls) and mknod/mknodat; watches (inotify_init/init1/add_watch, fanotify_init/mark); System V IPC (shm*,
   sem*, msg*) and POSIX message queues (mq_*); memfd_create and memfd_secret (memory outside the address-space
-  limit); setpriority; fork/vfork and clone without CLONE_THREAD (threads work, processes don't: the fork-bomb
+  limit); setpriority and ioprio_set; fork/vfork and clone without CLONE_THREAD (threads work, processes don't: the fork-bomb
   defence that also holds for root, whom RLIMIT_NPROC ignores); kill, tkill, tgkill, rt_sigqueueinfo and
-  rt_tgsigqueueinfo aimed at any pid but our own, and pidfd_send_signal; setrlimit, and prlimit64 with a new limit
+  rt_tgsigqueueinfo aimed at any pid but our own, and pidfd_send_signal; sched_setaffinity, sched_setscheduler,
+  sched_setparam and sched_setattr aimed at any pid but 0 or our own (the kernel lets a process re-schedule every
+  process of the same owner, and the worker's user namespace maps it to the host user); setrlimit, and prlimit64 with a new limit
   (so the rlimits layer can't be undone); ioctl TIOCSTI/TIOCLINUX (typing into the controlling terminal).
 * ENOSYS: clone3, whose flags live in memory BPF can't read; glibc then falls back to clone.
 * Kill the process: a foreign architecture, or an x32 syscall on x86_64.
@@ -68,7 +70,9 @@ _DENY = ("execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev"
          "inotify_init1", "inotify_add_watch", "fanotify_init", "fanotify_mark", "shmget", "shmat", "shmctl", "shmdt",
          "semget", "semop", "semtimedop", "semctl", "msgget", "msgsnd", "msgrcv", "msgctl", "mq_open", "mq_unlink",
          "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr", "memfd_create", "memfd_secret",
-         "setpriority")
+         "setpriority", "ioprio_set")
+#: Scheduling syscalls whose first argument is the target pid (0: the caller): allowed only towards ourselves.
+_SCHED_OWN_PID = ("sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr")
 #: Signal syscalls whose first argument is the target (thread group) id: allowed only towards ourselves.
 _SIGNAL_OWN_PID = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
 
@@ -95,7 +99,8 @@ ARCHES: dict[str, tuple[int, dict[str, int]]] = {
         "shmat": 30, "shmctl": 31, "shmdt": 67, "semget": 64, "semop": 65, "semtimedop": 220, "semctl": 66,
         "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71, "mq_open": 240, "mq_unlink": 241,
         "mq_timedsend": 242, "mq_timedreceive": 243, "mq_notify": 244, "mq_getsetattr": 245, "memfd_create": 319,
-        "memfd_secret": 447, "setpriority": 141}),
+        "memfd_secret": 447, "setpriority": 141, "ioprio_set": 251, "sched_setaffinity": 203,
+        "sched_setscheduler": 144, "sched_setparam": 142, "sched_setattr": 314}),
     "aarch64": (0xC00000B7, {  # the generic table: no fork/vfork syscalls at all
         "socket": 198, "socketpair": 199, "execve": 221, "execveat": 281, "ptrace": 117, "process_vm_readv": 270,
         "process_vm_writev": 271, "pidfd_getfd": 438, "mount": 40, "umount2": 39, "open_tree": 428,
@@ -115,7 +120,9 @@ ARCHES: dict[str, tuple[int, dict[str, int]]] = {
         "fanotify_init": 262, "fanotify_mark": 263, "shmget": 194, "shmctl": 195, "shmat": 196, "shmdt": 197,
         "semget": 190, "semctl": 191, "semtimedop": 192, "semop": 193, "msgget": 186, "msgctl": 187, "msgrcv": 188,
         "msgsnd": 189, "mq_open": 180, "mq_unlink": 181, "mq_timedsend": 182, "mq_timedreceive": 183,
-        "mq_notify": 184, "mq_getsetattr": 185, "memfd_create": 279, "memfd_secret": 447, "setpriority": 140}),
+        "mq_notify": 184, "mq_getsetattr": 185, "memfd_create": 279, "memfd_secret": 447, "setpriority": 140,
+        "ioprio_set": 30, "sched_setaffinity": 122, "sched_setscheduler": 119, "sched_setparam": 118,
+        "sched_setattr": 274}),
 }
 
 
@@ -156,6 +163,9 @@ def build_filter(machine: str = MACHINE, pid: int | None = None) -> bytes:
     for name in _SIGNAL_OWN_PID:  # the kernel reads pid_t: the low 32 bits of the first argument
         prog += [_ins(JEQ_K, table[name], 0, 4), _ins(LD_W_ABS, arg_lo(0)), _ins(JEQ_K, own, 0, 1),
                  _ret(RET_ALLOW), _ret(eperm)]
+    for name in _SCHED_OWN_PID:  # pid_t again; 0 means the calling thread
+        prog += [_ins(JEQ_K, table[name], 0, 5), _ins(LD_W_ABS, arg_lo(0)), _ins(JEQ_K, 0, 2, 0),
+                 _ins(JEQ_K, own, 1, 0), _ret(eperm), _ret(RET_ALLOW)]
     # ioctl: the request is an unsigned int in the kernel, so the low word decides.
     prog += [_ins(JEQ_K, table["ioctl"], 0, 5), _ins(LD_W_ABS, arg_lo(1)), _ins(JEQ_K, TIOCSTI, 2, 0),
              _ins(JEQ_K, TIOCLINUX, 1, 0), _ret(RET_ALLOW), _ret(eperm)]

@@ -55,7 +55,7 @@ def test_each_denied_syscall_gets_eperm_and_clone3_enosys(machine):
                  "unshare", "setns", "pivot_root", "chroot", "bpf", "perf_event_open", "keyctl", "add_key",
                  "request_key", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
                  "init_module", "finit_module", "kexec_load", "reboot", "open_by_handle_at", "setrlimit",
-                 "pidfd_send_signal", "pidfd_getfd", "fork", "vfork"):
+                 "pidfd_send_signal", "pidfd_getfd", "fork", "vfork", "ioprio_set"):
         if name in table:
             assert run_bpf(code, table[name], arch) == EPERM_VERDICT, name
     assert run_bpf(code, table["clone3"], arch) == ENOSYS_VERDICT
@@ -82,6 +82,13 @@ def test_argument_checks_allow_threads_unix_socketpairs_own_signals_and_reading_
         ("tgkill self", run_bpf(code, t["tgkill"], arch, (PID, PID + 1, 10))): RET_ALLOW,
         ("tgkill other", run_bpf(code, t["tgkill"], arch, (PID + 1, PID + 1, 10))): EPERM_VERDICT,
         ("rt_sigqueueinfo other", run_bpf(code, t["rt_sigqueueinfo"], arch, (7, 10, 0))): EPERM_VERDICT,
+        ("sched_setaffinity self", run_bpf(code, t["sched_setaffinity"], arch, (0, 8, 0))): RET_ALLOW,
+        ("sched_setaffinity own pid", run_bpf(code, t["sched_setaffinity"], arch, (PID, 8, 0))): RET_ALLOW,
+        ("sched_setaffinity other", run_bpf(code, t["sched_setaffinity"], arch, (PID + 1, 8, 0))): EPERM_VERDICT,
+        ("sched_setscheduler other", run_bpf(code, t["sched_setscheduler"], arch, (1, 5, 0))): EPERM_VERDICT,
+        ("sched_setparam other", run_bpf(code, t["sched_setparam"], arch, (1, 0))): EPERM_VERDICT,
+        ("sched_setattr other", run_bpf(code, t["sched_setattr"], arch, (1, 0, 0))): EPERM_VERDICT,
+        ("sched_setattr self", run_bpf(code, t["sched_setattr"], arch, (0, 0, 0))): RET_ALLOW,
         ("ioctl TIOCSTI", run_bpf(code, t["ioctl"], arch, (0, TIOCSTI, 0))): EPERM_VERDICT,
         ("ioctl FIONREAD", run_bpf(code, t["ioctl"], arch, (3, 0x541B, 0))): RET_ALLOW,
         ("prlimit64 read", run_bpf(code, t["prlimit64"], arch, (0, 7, 0, 0x7FFF0000))): RET_ALLOW,

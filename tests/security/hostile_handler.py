@@ -65,7 +65,7 @@ def abstract_unix(name):
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 X86 = os.uname().machine == "x86_64"
-NR = {"shmget": (29, 194), "shmat": (30, 196), "msgget": (68, 186), "inotify_init1": (294, 26),
+NR = {"ioprio_set": (251, 30), "shmget": (29, 194), "shmat": (30, 196), "msgget": (68, 186), "inotify_init1": (294, 26),
       "inotify_add_watch": (254, 27), "memfd_create": (319, 279), "fsetxattr": (190, 7)}
 
 
@@ -240,6 +240,10 @@ ATTACKS = {
     "/cpu": lambda q: cpu_burn(q["seconds"]),
     "/bigalloc": lambda q: len(bytearray(int(q["mib"]) * 1024 * 1024)),
     "/nest": lambda q: nest(q["depth"]),
+    "/affinity": lambda q: os.sched_setaffinity(int(q["pid"]), {int(q["cpu"])}),
+    "/sched_idle": lambda q: os.sched_setscheduler(int(q["pid"]), os.SCHED_IDLE, os.sched_param(0)),
+    "/ioprio": lambda q: sys_("ioprio_set", 1, int(q["pid"]), 3 << 13),  # IOPRIO_WHO_PROCESS, class idle
+    "/own_affinity": lambda q: os.sched_setaffinity(0, os.sched_getaffinity(0)),
 }
 
 

@@ -194,3 +194,35 @@ async def test_memory_past_the_cgroup_cap_kills_the_worker_not_the_host(capped, 
     assert resp.status == 502, await resp.text()
     assert "SIGKILL" in str(resp.error)
     await victim_still_serves(session)
+
+
+# Scheduling: the kernel lets a process change the CPU set, policy and I/O priority of any process with the same
+# owner, and the worker's user namespace maps it to the host user that runs the Session. No layer covered these.
+IOPRIO_GET = {"x86_64": 252, "aarch64": 31}.get(os.uname().machine)
+
+
+@needs("seccomp")
+@pytest.mark.parametrize("name", ["affinity", "sched_idle", "ioprio"])
+async def test_a_worker_can_not_change_how_host_processes_are_scheduled(arena, name):
+    session, _, _ = arena
+    host = await asyncio.create_subprocess_exec("sleep", "30")  # a host process of the Session's user
+    try:
+        cpus = os.sched_getaffinity(host.pid)
+        ioprio = LIBC.syscall(IOPRIO_GET, 1, host.pid) if IOPRIO_GET else None
+        out = await attack(session, name, pid=str(host.pid), cpu=str(min(cpus)))
+        assert out["result"] == EPERM, out
+        assert os.sched_getaffinity(host.pid) == cpus
+        assert os.sched_getscheduler(host.pid) == os.SCHED_OTHER
+        if IOPRIO_GET:
+            assert LIBC.syscall(IOPRIO_GET, 1, host.pid) == ioprio
+    finally:
+        host.kill()
+        await host.wait()
+    await victim_still_serves(session)
+
+
+@needs("seccomp")
+async def test_a_worker_may_still_set_its_own_affinity(arena):
+    session, _, _ = arena
+    out = await attack(session, "own_affinity")
+    assert out["result"] == "allowed", out
