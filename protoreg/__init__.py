@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "Conflict": "protoreg.registry",
     "Decision": "protoreg.permissions",
     "ConfigError": "protoreg.errors",
+    "DataDirFull": "protoreg.errors",
     "ExtensionRevoked": "protoreg.errors",
     "Extension": "protoreg.registry",
     "FetchResponse": "protoreg.response",
@@ -82,6 +83,7 @@ if TYPE_CHECKING:
     from protoreg import gateway, testing
     from protoreg.errors import (
         ConfigError,
+        DataDirFull,
         ExtensionRevoked,
         HandlerError,
         HandlerTimeout,

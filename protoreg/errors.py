@@ -15,11 +15,13 @@ Each message says what happened, why, and what to change.
     │   └── ExtensionRevoked              the extension was revoked by its store (HTTP 403 "revoked by <store>")
     ├── TrustError(RuntimeError)          a store's metadata or a bundle failed verification (names store and role)
     ├── InvalidPolicy(ValueError)         a hand-built CSP that would change meaning when sent as a header
+    ├── InvalidPattern(ValueError)        text used as a WebExtension match pattern that is not one
     ├── InvalidRequest(ValueError)        a request that can't be sent as given (a malformed header name or value)
     ├── PermissionDenied(PermissionError) a capability call not granted by the manifest
     ├── SandboxError(OSError)             a required sandbox layer is unavailable or failed to engage
-    └── HandlerError(RuntimeError)        a handler or its worker failed (.status: 500/502/504)
+    └── HandlerError(RuntimeError)        a handler or its worker failed (.status: 500/502/504/507)
         ├── WorkerCrashed                 the worker process died with requests in flight
+        ├── DataDirFull                   the data dir holds more than its cap: no worker starts (507)
         └── HandlerTimeout(TimeoutError)  the per-request timeout expired
 """
 
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "DataDirFull",
     "ExtensionRevoked",
     "HandlerError",
     "HandlerTimeout",
@@ -176,6 +179,13 @@ class WorkerCrashed(HandlerError):
     """The worker process died while requests were in flight."""
 
     status = 502
+
+
+class DataDirFull(HandlerError):
+    """The extension's data dir holds more than its cap (``SandboxPolicy.disk_max``): no worker starts for it until
+    space is freed or the cap raised (protoreg/sandbox/diskquota.py)."""
+
+    status = 507
 
 
 class HandlerTimeout(HandlerError, TimeoutError):

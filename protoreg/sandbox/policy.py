@@ -33,6 +33,7 @@ class SandboxPolicy:
     memory_max: int | None = 1 << 30         # cgroup memory cap, bytes: every page charged (anon, shm, memfd)
     cpu_max: float | None = 1.0              # cgroup CPU cap, in CPUs (0.5 = half of one CPU), however many threads
     pids_max: int | None = 256               # cgroup cap on tasks (threads included; seccomp forbids processes)
+    disk_max: int | None = 4 << 30           # bytes the data dir may hold (host-measured) and RLIMIT_FSIZE per file
     landlock: bool = True
     seccomp: bool = True
     cgroup: str | None = None                # set by the host: the cgroup it placed the worker in, with its caps
@@ -47,7 +48,7 @@ class SandboxPolicy:
                                                                 and getattr(self, name) > 0)]
         if self.cpu_max is not None and not (isinstance(self.cpu_max, (int, float)) and 0.01 <= self.cpu_max <= 1024):
             problems.append(f"cpu_max={self.cpu_max!r} (must be a number of CPUs between 0.01 and 1024, or None)")
-        for name in ("memory_max", "pids_max"):
+        for name in ("memory_max", "pids_max", "disk_max"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int) and value > 0):
                 problems.append(f"{name}={value!r} (must be a positive integer or None)")

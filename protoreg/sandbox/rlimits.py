@@ -1,4 +1,4 @@
-"""Resource limits: address space, CPU seconds, open descriptors, processes."""
+"""Resource limits: address space, CPU seconds, open descriptors, processes, file size."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import resource
 
 from protoreg.sandbox.policy import SandboxPolicy
 
-_NAMES = (("AS", "rlimit_as"), ("CPU", "rlimit_cpu"), ("NOFILE", "rlimit_nofile"), ("NPROC", "rlimit_nproc"))
+_NAMES = (("AS", "rlimit_as"), ("CPU", "rlimit_cpu"), ("NOFILE", "rlimit_nofile"), ("NPROC", "rlimit_nproc"),
+          ("FSIZE", "disk_max"))  # no file larger than the data dir's cap (protoreg/sandbox/diskquota.py)
 
 
 def apply_rlimits(policy: SandboxPolicy) -> str:

@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterable, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from protoreg._text import printable
-from protoreg.errors import WorkerCrashed
+from protoreg.errors import DataDirFull, WorkerCrashed
 from protoreg.worker.bootstrap import encode_init
 from protoreg.worker.config import WorkerConfig
 from protoreg.worker.pool import ExtensionPool
@@ -56,12 +57,15 @@ class WorkerManager:
         self._closed = False
         self._warned_cgroup = False
         self._closing: set[asyncio.Task[None]] = set()  # pools of updated extensions, draining
+        self._disk_watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self.config.prestart:
             self._replenish_spare()
         if self.config.idle_timeout is not None:
             self._reaper = asyncio.ensure_future(self._reap_idle(self.config.idle_timeout))
+        if self.config.sandbox is not None:
+            self._disk_watch = asyncio.ensure_future(self._watch_disks())
         subscribe = getattr(self.registry, "subscribe", None)
         if subscribe is not None:
             self._unsubscribe = subscribe(self._on_registry_event)
@@ -174,8 +178,63 @@ class WorkerManager:
                     for i, f in enumerate(getattr(ext.manifest, "response_filters", None) or ())},
                 "bundle_root": str(ext.root), "data_dir": str(data) if (data := self.data_dir(ext)) else None}
 
+    def _disk_cap(self, ext: Extension) -> tuple[Path, int] | None:
+        """(data dir, SandboxPolicy.disk_max) when ``ext``'s data dir is capped (protoreg/sandbox/diskquota.py)."""
+        data = self.data_dir(ext)
+        spec = self.sandbox_spec(ext)
+        if data is None or spec is None:
+            return None
+        from protoreg.sandbox.policy import SandboxPolicy
+
+        limit = spec.get("disk_max", SandboxPolicy.disk_max)
+        return None if limit is None else (Path(data), int(limit))
+
+    async def _check_disk(self, ext: Extension) -> None:
+        """Refuse to start a worker whose data dir already holds more than its cap."""
+        cap = self._disk_cap(ext)
+        if cap is None:
+            return
+        from protoreg.sandbox.diskquota import usage
+
+        used = await asyncio.to_thread(usage, cap[0])
+        if used > cap[1]:
+            raise DataDirFull(f"extension {ext.id} was not started: its data dir holds {used} bytes, over its cap of "
+                              f"{cap[1]} bytes (SandboxPolicy.disk_max). Free space in {cap[0]}, or raise the cap for "
+                              f"it: WorkerConfig(sandbox_per_extension={{{ext.id!r}: {{'disk_max': ...}}}})",
+                              extension=ext.id)
+
+    async def _watch_disks(self) -> None:
+        """Measure the data dir of every running, capped extension each period; kill the workers of one over its
+        cap (the reason reaches their requests in flight and the log)."""
+        from protoreg.sandbox.diskquota import PERIOD, usage
+
+        while True:
+            started = time.monotonic()
+            capped: dict[Path, tuple[int, str, list[WorkerProcess]]] = {}
+            for worker in list(self._processes):
+                ext = self.registry.extensions.get(worker.extension_id) if worker.extension_id else None
+                cap = self._disk_cap(ext) if ext is not None and worker.alive else None
+                if cap is not None:
+                    capped.setdefault(cap[0], (cap[1], ext.id, []))[2].append(worker)  # type: ignore[union-attr]
+            for data, (limit, ext_id, workers) in capped.items():
+                used = await asyncio.to_thread(usage, data)
+                if used <= limit:
+                    continue
+                reason = (f"wrote past its data dir's cap: {used} bytes in {data}, over {limit} "
+                          "(SandboxPolicy.disk_max), and was killed")
+                for worker in workers:
+                    if worker.alive:
+                        worker.violation = reason
+                        worker.logger.error("worker for %s (pid %s) %s", worker.label, worker.pid, reason)
+                        worker.kill()
+                log.error("extension %s %s; its next worker starts only once the data dir is back under the cap",
+                          ext_id, reason.replace(", and was killed", ""))
+            spent = time.monotonic() - started
+            await asyncio.sleep(max(PERIOD, spent * 50))  # measuring takes at most 2% of the time
+
     async def _start_worker(self, ext: Extension, origin: str | None = None,
                             sandbox: str | None = None) -> WorkerProcess:
+        await self._check_disk(ext)
         worker = await self._take_spare()
         payload = encode_init(self.init_config(ext, worker, sandbox), dict(ext.files))
         worker.on_call = self.on_call
@@ -254,10 +313,11 @@ class WorkerManager:
         self._closed = True
         if self._unsubscribe is not None:
             self._unsubscribe()
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        for task in (self._reaper, self._disk_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for task in list(self._closing):  # draining pools: their workers are stopped below with all others
             task.cancel()
         pools, self._pools = list(self._pools.values()), {}

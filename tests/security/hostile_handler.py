@@ -200,6 +200,25 @@ def nest(depth):
     return "nested"
 
 
+def big_file(mib):
+    from protoreg import runtime
+    with open(runtime.data_dir() / "big", "wb") as f:
+        for _ in range(int(mib)):
+            f.write(b"x" * (1 << 20))
+            f.flush()
+    return "written"
+
+
+def fill_disk(files, pause):
+    """Many 1 MiB files, paced: each stays under RLIMIT_FSIZE, only the host's measurement can stop them."""
+    import time
+    from protoreg import runtime
+    for i in range(int(files)):
+        (runtime.data_dir() / f"fill-{i}").write_bytes(os.urandom(1 << 20))
+        time.sleep(float(pause))
+    return "filled"
+
+
 def busy_loop():
     while True:
         pass
@@ -243,6 +262,8 @@ ATTACKS = {
     "/affinity": lambda q: os.sched_setaffinity(int(q["pid"]), {int(q["cpu"])}),
     "/sched_idle": lambda q: os.sched_setscheduler(int(q["pid"]), os.SCHED_IDLE, os.sched_param(0)),
     "/ioprio": lambda q: sys_("ioprio_set", 1, int(q["pid"]), 3 << 13),  # IOPRIO_WHO_PROCESS, class idle
+    "/bigfile": lambda q: big_file(q["mib"]),
+    "/fill": lambda q: fill_disk(q["files"], q["pause"]),
     "/own_affinity": lambda q: os.sched_setaffinity(0, os.sched_getaffinity(0)),
 }
 

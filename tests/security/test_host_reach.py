@@ -226,3 +226,57 @@ async def test_a_worker_may_still_set_its_own_affinity(arena):
     session, _, _ = arena
     out = await attack(session, "own_affinity")
     assert out["result"] == "allowed", out
+
+
+# Disk: the mount namespace and Landlock say where a worker may write, not how much, and cgroups count memory, not
+# disk. protoreg/sandbox/diskquota.py caps the data dir (RLIMIT_FSIZE per file, host measurements for the total).
+DISK_MAX = 16 * 2**20
+
+
+@pytest.fixture
+async def disk_capped(tmp_path):
+    reg = protoreg.Registry()
+    evil = reg.install(write_extension(tmp_path / "attacker", scheme="web+evil", script=ATTACKER, ext_id="evil@test",
+                                       permissions=["storage"]))
+    reg.install(write_extension(tmp_path / "victim", scheme="web+victim", script="""
+        from protoreg import Response
+        async def handleRequest(request):
+            return Response("victim ok")
+    """, ext_id="victim@test"))
+    config = protoreg.WorkerConfig(request_timeout=20.0, state_dir=str(tmp_path / "state"),
+                                   sandbox_per_extension={"evil@test": {"disk_max": DISK_MAX}})
+    async with protoreg.Session(reg, config) as session:
+        yield session, session.workers.data_dir(evil)
+
+
+def allocated(path) -> int:
+    return sum(os.lstat(os.path.join(d, n)).st_blocks * 512 for d, _, names in os.walk(path) for n in names)
+
+
+@needs("rlimits")
+async def test_one_file_can_not_grow_past_the_data_dir_cap(disk_capped):
+    session, data = disk_capped
+    out = await attack(session, "bigfile", mib="64")
+    assert out["result"] == errno.EFBIG, out
+    assert (data / "big").stat().st_size <= DISK_MAX
+    await victim_still_serves(session)
+
+
+@needs("filesystem")
+async def test_a_worker_filling_its_data_dir_is_stopped_and_no_worker_starts_until_space_is_freed(disk_capped,
+                                                                                                   caplog):
+    session, data = disk_capped
+    # 400 MiB in 1 MiB files at ~100 MiB/s: every file is under RLIMIT_FSIZE; only the host's measurement stops it
+    resp = await session.fetch("web+evil://x/fill?files=400&pause=0.01")
+    assert resp.status == 502, await resp.text()
+    assert "data dir's cap" in str(resp.error) and "killed" in str(resp.error)
+    used = allocated(data)
+    assert DISK_MAX < used < 200 * 2**20, f"{used} bytes on the host's disk with a cap of {DISK_MAX}"
+    again = await session.fetch("web+evil://x/passwd")
+    assert again.status == 507 and isinstance(again.error, protoreg.DataDirFull), await again.text()
+    assert "Free space in" in str(again.error) and "disk_max" in str(again.error)
+    await victim_still_serves(session)
+    for name in os.listdir(data):  # the host frees the space: the extension runs again
+        os.unlink(data / name)
+    ok = await session.fetch("web+evil://x/own_affinity")
+    assert ok.status == 200, await ok.text()
