@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["printable"]
+__all__ = ["clip", "printable"]
 
 # C0 controls but tab, DEL, C1 controls, and the Unicode line/paragraph separators and bidi overrides.
 _UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -19,3 +19,11 @@ def printable(text: str) -> str:
 def _escape(m: re.Match[str]) -> str:
     c = m.group()
     return {"\n": "\\n", "\r": "\\r"}.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+
+def clip(text: str, limit: int = 1024) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut (a worker chooses its URLs and keys: what
+    protoreg keeps or logs of them is bounded)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters not kept)"

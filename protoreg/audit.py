@@ -3,6 +3,11 @@
 A Session with a profile (or a state dir) keeps it in ``<profile>/audit.sqlite3``, so it survives restarts and
 ``protoreg audit`` can query it while ``protoreg serve`` writes to it (SQLite WAL). Without one it lives in memory.
 Queries filter by extension, capability or permission, decision and time.
+
+A worker chooses what its records say (the URL it fetches, a storage key) and how often it calls, so the log is
+bounded on both counts: each text field keeps at most :data:`MAX_FIELD` characters (the rest is replaced by a note
+of how much was cut), and a persistent log holds at most ``capacity`` records and ``max_bytes`` of live data (the
+oldest records go first; SQLite reuses their pages, so the file stops growing).
 """
 
 from __future__ import annotations
@@ -16,7 +21,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["AuditLog", "AuditRecord"]
+from protoreg._text import clip
+
+__all__ = ["MAX_FIELD", "AuditLog", "AuditRecord"]
+
+#: Longest text kept in one field of a record (a URL, a storage key, a denial's message), in characters.
+MAX_FIELD = 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -57,9 +67,11 @@ class AuditRecord:
 class AuditLog:
     """The audit log in SQLite: ``path`` (persistent) or in memory (the newest ``capacity`` records)."""
 
-    def __init__(self, capacity: int = 10000, *, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, capacity: int = 10000, *, path: str | os.PathLike[str] | None = None,
+                 max_bytes: int = 256 * 1024 * 1024) -> None:
         self.path = Path(path) if path is not None else None
         self.capacity = capacity if path is None else max(capacity, 1_000_000)
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path) if path is not None else ":memory:", check_same_thread=False,
                                    isolation_level=None, timeout=10)
@@ -76,15 +88,29 @@ class AuditLog:
 
     def record(self, extension: str, origin: str, capability: str, target: str, allowed: bool,
                reason: str = "", *, permission: str = "") -> AuditRecord:
+        extension, origin, capability, target, reason, permission = (
+            clip(v, MAX_FIELD) for v in (extension, origin, capability, target, reason, permission))
         rec = AuditRecord(time.time(), extension, origin, capability, target, "allowed" if allowed else "denied",
                           reason, permission)
         with self._lock:
             self._db.execute(f"INSERT INTO calls ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 (constant)
                              (rec.time, extension, origin, capability, target, rec.decision, reason, permission))
             self._inserted += 1
-            if self._inserted % 1000 == 0:  # keep the newest `capacity` records
-                self._db.execute("DELETE FROM calls WHERE id <= (SELECT MAX(id) FROM calls) - ?", (self.capacity,))
+            if self._inserted % 1000 == 0:
+                self._prune()
         return rec
+
+    def _prune(self) -> None:
+        """Keep the newest ``capacity`` records, then drop the oldest quarter while the live data (pages in use)
+        is over ``max_bytes``."""
+        self._db.execute("DELETE FROM calls WHERE id <= (SELECT MAX(id) FROM calls) - ?", (self.capacity,))
+        for _ in range(8):
+            pages, free, size = (self._db.execute(f"PRAGMA {p}").fetchone()[0]
+                                 for p in ("page_count", "freelist_count", "page_size"))
+            if (pages - free) * size <= self.max_bytes:
+                return
+            self._db.execute("DELETE FROM calls WHERE id <= (SELECT MIN(id) FROM calls) + "
+                             "(SELECT COUNT(*) FROM calls) / 4")
 
     def records(self, *, extension: str | None = None, capability: str | None = None,
                 decision: str | None = None, permission: str | None = None, since: float | None = None,

@@ -23,6 +23,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from protoreg._text import clip
 from protoreg._fs import remove_tree
 from protoreg.audit import AuditLog
 from protoreg.errors import PermissionDenied
@@ -213,7 +214,7 @@ class Broker:
     def _deny(self, ext: Extension, origin: str, cap: str, target: str, message: str, *,
               permission: str = "") -> PermissionDenied:
         self.audit.record(ext.id, origin, cap, target, False, message, permission=permission)
-        log.warning("%s", message)
+        log.warning("%s", clip(message, 4096))
         return PermissionDenied(message)
 
     def _storage(self, ext: Extension, origin: str, scheme: str | None, op: str, args: dict[str, Any],
