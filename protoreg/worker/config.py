@@ -52,6 +52,10 @@ class WorkerConfig:
     allow_networks: tuple[str, ...] = ()
     #: Brokered fetches one extension may have running at once; one more is refused with PermissionDenied.
     max_concurrent_fetches: int = 16
+    #: Extensions with origin_isolation "origin" run one worker per origin, and whoever can make requests names
+    #: the origins: at most this many run per extension. A new origin stops the least recently used idle one; when
+    #: all are busy, its request is refused with 503.
+    max_isolated_origins: int = 16
     #: Bytes of runtime.storage one extension may hold over all its origins (keys and values).
     storage_quota: int = 64 * 1024 * 1024
     #: The workers' event loop (protoreg/loops.py): "asyncio", "uvloop", or "auto" (uvloop when installed).

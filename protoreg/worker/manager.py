@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from protoreg._text import printable
-from protoreg.errors import DataDirFull, WorkerCrashed
+from protoreg.errors import DataDirFull, HandlerError, WorkerCrashed
 from protoreg.worker.bootstrap import encode_init
 from protoreg.worker.config import WorkerConfig
 from protoreg.worker.pool import ExtensionPool
@@ -290,11 +290,34 @@ class WorkerManager:
             from protoreg.errors import ExtensionRevoked
 
             raise ExtensionRevoked(ext.id, reason)  # revoked while this request was on its way: no new worker
+        if origin is not None and getattr(ext.manifest, "origin_isolation", "extension") == "origin":
+            await self._make_room(ext, origin)
         pool = self.pool(ext, origin)
         worker = await pool.acquire()
         if not worker.alive:  # died between acquire and now: one more try with a fresh worker
             worker = await pool.acquire()
         return worker.request(head, body)
+
+    async def _make_room(self, ext: Extension, origin: str) -> None:
+        """Bound the workers of an origin-isolated extension (WorkerConfig.max_isolated_origins): whoever makes
+        requests chooses the hosts, so without a bound every new host was a new process. Keeps its pools in least
+        recently used order; a new origin over the bound stops the least recently used idle one, or is refused."""
+        key = (ext.id, origin)
+        if key in self._pools:
+            self._pools[key] = self._pools.pop(key)  # most recently used last
+            return
+        mine = [k for k in self._pools if k[0] == ext.id and k[1] is not None and not k[1].startswith("#sandbox:")]
+        if len(mine) < self.config.max_isolated_origins:
+            return
+        idle = next((k for k in mine if all(w.in_flight == 0 for w in self._pools[k].workers)), None)
+        if idle is None:
+            raise HandlerError(
+                f"extension {ext.id} isolates origins and already runs {len(mine)} of them, all busy "
+                f"(WorkerConfig.max_isolated_origins = {self.config.max_isolated_origins}): {origin} was not started. "
+                "Retry when one finishes, or raise max_isolated_origins", status=503, extension=ext.id)
+        evicted = self._pools.pop(idle)
+        self.pool(ext, origin)  # its slot is taken before the await: concurrent new origins count it
+        await evicted.close()
 
     async def _reap_idle(self, idle_timeout: float) -> None:
         period = max(0.05, min(idle_timeout / 4, 1.0))

@@ -277,3 +277,45 @@ async def test_with_origin_isolation_a_worker_can_not_reach_another_origins_stor
         victim_pid = await (await session.fetch("web+x://victim/pid")).text()
         attacker_pid = await (await session.fetch("web+x://attacker/pid")).text()
         assert victim_pid != attacker_pid
+
+
+ORIGIN_PID = """
+import asyncio, os
+from protoreg import Response
+async def handleRequest(request):
+    if request.url.path == "/slow":
+        await asyncio.sleep(3)
+    return Response(str(os.getpid()))
+"""
+
+
+def _host_workers(session) -> list[int]:
+    """Worker processes alive on the host (psutil, not the manager's bookkeeping)."""
+    me = psutil.Process()
+    return [p.pid for p in me.children(recursive=True) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+async def test_origin_isolation_does_not_let_a_page_start_a_worker_per_host_it_names(tmp_path):
+    """A page (or anything that can make requests) names as many hosts as it likes; with origin_isolation each was
+    a new worker process, without bound. At most max_isolated_origins run; idle ones make room, busy ones refuse."""
+    reg = protoreg.Registry()
+    reg.install(write_extension(tmp_path / "x", scheme="web+x", ext_id="x@test", script=ORIGIN_PID,
+                                manifest_extra={"origin_isolation": "origin"}))
+    config = protoreg.WorkerConfig(max_isolated_origins=4, prestart=False)
+    async with protoreg.Session(reg, config) as session:
+        pids = set()
+        for i in range(12):  # one after the other: each new origin displaces the least recently used idle one
+            resp = await session.fetch(f"web+x://h{i}/")
+            assert resp.status == 200, await resp.text()
+            pids.add(await resp.text())
+        assert len(pids) == 12  # still one worker per origin while it runs
+        assert len(_host_workers(session)) <= 4
+        # four busy origins: a fifth is refused at once, naming the limit, and nothing new starts on the host
+        slow = [asyncio.ensure_future(session.fetch(f"web+x://busy{i}/slow")) for i in range(4)]
+        await asyncio.sleep(1.0)
+        refused = await session.fetch("web+x://one-more/")
+        assert refused.status == 503, await refused.text()
+        assert "max_isolated_origins" in await refused.text()
+        assert len(_host_workers(session)) <= 4
+        assert [r.status for r in await asyncio.gather(*slow)] == [200] * 4
+        assert (await session.fetch("web+x://one-more/")).status == 200  # room again
