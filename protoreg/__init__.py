@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "PromptRequest": "protoreg.permissions",
     "ProtoregError": "protoreg.errors",
     "Registry": "protoreg.registry",
+    "FileSlice": "protoreg.messages",
     "Request": "protoreg.messages",
     "Response": "protoreg.messages",
     "SandboxError": "protoreg.errors",
@@ -103,7 +104,7 @@ if TYPE_CHECKING:
         UnknownScheme,
         WorkerCrashed,
     )
-    from protoreg.messages import Request, Response
+    from protoreg.messages import FileSlice, Request, Response
     from protoreg.permissions import Decision, PermissionManager, PromptAnswer, PromptRequest
     from protoreg.policy import cors, csp
     from protoreg.policy.origins import Origin

@@ -13,6 +13,12 @@ process boundary, and no side buffers a whole body.
 The parent treats anything unexpected from a worker (unknown type, oversized frame, bad JSON, data for a stream
 that was never opened, credit overflow) as a compromise: :class:`ProtocolViolation` is raised and the worker is
 killed.
+
+FILE frames (worker to parent) carry body bytes by reference: "the bytes [offset, offset+length) of this file in my
+data dir, whose sha256 is h". The parent reads the file itself, checks the hash of the whole file and only then
+passes the bytes on (protoreg/worker/files.py), so verified content (ipfs blocks) never crosses the process boundary
+as data. A FILE frame is charged ``FILE_COST`` of the stream's window; the parent reads at most ``READ_AHEAD``
+referenced files ahead of the consumer, so what it holds stays bounded however many references are queued.
 """
 
 from __future__ import annotations
@@ -21,13 +27,14 @@ import asyncio
 import collections
 import json
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import IntEnum
 from typing import Any, Final
 
 __all__ = [
     "DEFAULT_WINDOW",
     "MAX_CHUNK",
+    "MAX_FILE",
     "Channel",
     "FrameType",
     "InboundBody",
@@ -44,8 +51,15 @@ DEFAULT_WINDOW: Final = 2 * 1024 * 1024
 #: What a DATA frame costs in flow-control credit besides its payload, on both sides: a stream's window bounds the
 #: frames queued for it as well as its bytes (a peer can't queue millions of tiny chunks).
 FRAME_COST: Final = 64
+#: What a FILE frame costs in credit: the parent holds the reference, not the bytes, and reads at most
+#: ``READ_AHEAD`` referenced files ahead of its consumer, so a reference is charged as a small control frame and a
+#: worker can queue a long file's worth of them without a credit round trip per block.
+FILE_COST: Final = 1024
+READ_AHEAD: Final = 4
 #: Bytes the strict side lets queue towards its peer (replies it has not read) before it gives up on the peer.
 MAX_QUEUED: Final = 64 * 1024 * 1024
+#: Largest file a FILE frame may name (the parent reads and hashes it whole): IPFS blocks are at most 1 MiB.
+MAX_FILE: Final = 1024 * 1024
 _CREDIT: Final = struct.Struct("!I")
 
 
@@ -64,6 +78,7 @@ class FrameType(IntEnum):
     SHUTDOWN = 12   # p->w  finish and exit
     PING = 13       # p->w  are you responsive? (after a timeout)
     PONG = 14       # w->p  answered from the worker's event loop
+    FILE = 15       # w->p  JSON {path, sha256, offset, length}: body bytes by reference (see the module doc)
 
 
 class ProtocolViolation(Exception):
@@ -145,14 +160,20 @@ def recv_frame_blocking(sock: Any, max_size: int = MAX_INIT) -> tuple[int, int, 
 class InboundBody:
     """Body chunks received for one stream, consumed as an async iterator; returns credit as it is read."""
 
-    __slots__ = ("_chunks", "_done", "_error", "_return_credit", "_waiter")
+    __slots__ = ("_ahead", "_chunks", "_done", "_error", "_refs", "_return_credit", "_unstarted", "_waiter",
+                 "resolve")
 
     def __init__(self, return_credit: Callable[[int, bool], None]) -> None:
-        self._chunks: collections.deque[bytes] = collections.deque()
+        self._chunks: collections.deque[Any] = collections.deque()
         self._done = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._return_credit = return_credit
+        self._refs = 0  # FILE references among the queued chunks
+        self._unstarted: collections.deque[_FileRead] = collections.deque()  # their reads not begun, in order
+        self._ahead = 0  # reads begun and not yet consumed (at most READ_AHEAD)
+        #: Reads the bytes a FILE frame names (set by the owner; None: FILE frames are a violation on this stream).
+        self.resolve: Callable[[dict[str, Any]], Awaitable[bytes]] | None = None
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -161,6 +182,23 @@ class InboundBody:
     def feed(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
         self._wake()
+
+    def feed_ref(self, ref: dict[str, Any]) -> None:
+        """A FILE reference: read at most READ_AHEAD ahead of the consumer; its bytes come in order."""
+        item = _FileRead(ref)
+        self._chunks.append(item)
+        self._unstarted.append(item)
+        self._refs += 1
+        self._read_ahead()
+        self._wake()
+
+    def _read_ahead(self) -> None:
+        while self._unstarted and self._ahead < READ_AHEAD:
+            item = self._unstarted.popleft()
+            assert self.resolve is not None
+            item.task = asyncio.ensure_future(self.resolve(item.ref))
+            item.task.add_done_callback(_retrieve)
+            self._ahead += 1
 
     def feed_eof(self) -> None:
         self._done = True
@@ -179,7 +217,7 @@ class InboundBody:
     @property
     def complete(self) -> bool:
         """The whole body has arrived (reading it will not wait)."""
-        return self._done and self._error is None
+        return self._done and self._error is None and not self._refs
 
     def take_all(self) -> bytes:
         """Every chunk at once, when the body is :attr:`complete` (reading it does not wait)."""
@@ -218,8 +256,51 @@ class InboundBody:
                 if timer is not None:
                     timer.cancel()
         chunk = self._chunks.popleft()
+        if type(chunk) is _FileRead:
+            self._refs -= 1
+            if chunk.task is None:  # not begun (cannot happen while READ_AHEAD >= 1): begin it now
+                self._unstarted.remove(chunk)
+                self._ahead += 1
+                chunk.task = asyncio.ensure_future(self.resolve(chunk.ref))  # type: ignore[misc]
+            try:
+                data = await chunk.task
+            except BaseException:
+                chunk.task.cancel()
+                raise
+            finally:
+                self._ahead -= 1
+                self._read_ahead()
+            self._return_credit(FILE_COST, not self._chunks)
+            return data
         self._return_credit(len(chunk) + FRAME_COST, not self._chunks)
         return chunk
+
+
+class _FileRead:
+    __slots__ = ("ref", "task")
+
+    def __init__(self, ref: dict[str, Any]) -> None:
+        self.ref = ref
+        self.task: asyncio.Future[bytes] | None = None
+
+
+def _retrieve(task: asyncio.Future[bytes]) -> None:
+    """Mark a file read's exception as seen: the consumer gets it when it reaches that chunk, or never wanted it."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _file_ref(payload: bytes) -> dict[str, Any]:
+    """A FILE frame's reference, its types and bounds checked (the path itself is checked where it is opened)."""
+    ref = decode_json(payload)
+    path, digest, offset, length = ref.get("path"), ref.get("sha256"), ref.get("offset"), ref.get("length")
+    if not (isinstance(path, str) and 0 < len(path) <= 4096 and isinstance(digest, str) and len(digest) == 64
+            and all(c in "0123456789abcdef" for c in digest)):
+        raise ProtocolViolation("FILE frame without a relative path and a lowercase hex sha256")
+    if not (type(offset) is int and type(length) is int and 0 <= offset and 0 < length
+            and offset + length <= MAX_FILE):
+        raise ProtocolViolation(f"FILE frame with offset {offset!r} and length {length!r} (at most {MAX_FILE} bytes)")
+    return {"path": path, "sha256": digest, "offset": offset, "length": length}
 
 
 class _Outbound:
@@ -357,6 +438,23 @@ class Channel(asyncio.Protocol):
                 raise ProtocolViolation(f"stream {stream} sent {pending} bytes past its {self._window}-byte window")
             self._unacked[stream] = pending
             body.feed(payload)
+        elif ftype == FrameType.FILE:
+            if not self._strict:
+                raise ProtocolViolation("FILE frames only go from a worker to the parent")
+            ref = _file_ref(payload)
+            body = self._inbound.get(stream)
+            if body is None:
+                if self._strict and stream > self.max_stream:
+                    raise ProtocolViolation(f"FILE for stream {stream}, which was never opened")
+                self.charge_late(stream, FILE_COST)
+                return
+            if body.resolve is None:
+                raise ProtocolViolation(f"FILE frame on stream {stream}, which takes no file references")
+            pending = self._unacked.get(stream, 0) + FILE_COST
+            if pending > self._window:
+                raise ProtocolViolation(f"stream {stream} sent {pending} bytes past its {self._window}-byte window")
+            self._unacked[stream] = pending
+            body.feed_ref(ref)
         elif ftype == FrameType.END:
             body = self._inbound.pop(stream, None)
             self._unacked.pop(stream, None)
@@ -456,7 +554,7 @@ class Channel(asyncio.Protocol):
         self._unacked.pop(stream, None)
         self._consumed_acc.pop(stream, None)
         if body is not None and exc is not None:
-            body.set_exception(exc)
+            body.set_exception(exc)  # queued chunks and file reads still come first, then the error
         if body is not None or exc is not None:  # closed early: the peer may still have a window in flight
             self._late_budget += self._window + 4 * FRAME_COST
 
@@ -505,6 +603,24 @@ class Channel(asyncio.Protocol):
                 self._transport.writelines((HEADER.pack(FrameType.DATA, 0, stream, n), view[:n]))
             view = view[n:]
             await self.drain()
+
+    async def send_file(self, stream: int, ref: dict[str, Any]) -> None:
+        """Send a FILE reference (``length`` <= MAX_FILE), waiting for FILE_COST of credit."""
+        cost = FILE_COST
+        while True:
+            out = self._outbound.get(stream)
+            if out is None:
+                raise ConnectionAbortedError("stream closed")
+            if out.credit >= cost:
+                break
+            out.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await out.waiter
+            finally:
+                out.waiter = None
+        out.credit -= cost
+        self.send(FrameType.FILE, stream, encode_json(ref))
+        await self.drain()
 
     def end_data(self, stream: int) -> None:
         self._outbound.pop(stream, None)

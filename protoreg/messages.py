@@ -8,8 +8,11 @@ A handler receives a :class:`Request` and returns a :class:`Response`::
         return Response.error(404)
 
 Bodies may be ``None``, ``bytes``, ``str`` (sent as UTF-8) or an async iterable of ``bytes`` (streamed, never
-buffered whole). The same validation rules (:func:`check_status`, :func:`check_header`) run in the worker, to
-give the handler author a precise error, and again in the parent, which never trusts the worker.
+buffered whole). A streamed body may also yield :class:`FileSlice` items: bytes of a file in the extension's data
+dir that the parent reads, verifies against the sha256 given and sends itself, so they never cross the process
+boundary (the ipfs handler streams verified blocks this way). The same validation rules (:func:`check_status`,
+:func:`check_header`) run in the worker, to give the handler author a precise error, and again in the parent, which
+never trusts the worker.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any, Final, TypeAlias
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-__all__ = ["Body", "HeadersInit", "Request", "Response", "check_header", "check_status"]
+__all__ = ["Body", "FileSlice", "HeadersInit", "Request", "Response", "check_header", "check_status"]
 
 Body: TypeAlias = "bytes | bytearray | memoryview | str | AsyncIterable[bytes] | None"
 HeadersInit: TypeAlias = "Mapping[str, str] | Iterable[tuple[str, str]] | None"
@@ -119,6 +122,25 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url}>"
+
+
+class FileSlice:
+    """A piece of a streamed body that the parent sends from the extension's data dir: bytes
+    ``[offset, offset + length)`` of the file at ``path`` (relative to ``runtime.data_dir()``; no symlinks on the
+    way), whose *whole* content has the sha256 ``sha256`` (hex). The parent reads the file, checks the hash and
+    only then sends the bytes: a corrupt or changed file fails the response, it is never sent. ``length=None``:
+    to the end of the file. Files over 1 MiB are read and checked by the worker instead (the same result)."""
+
+    __slots__ = ("length", "offset", "path", "sha256")
+
+    def __init__(self, path: str, sha256: str, offset: int = 0, length: int | None = None) -> None:
+        self.path = path
+        self.sha256 = sha256
+        self.offset = offset
+        self.length = length
+
+    def __repr__(self) -> str:
+        return f"<FileSlice {self.path} [{self.offset}:{'' if self.length is None else self.offset + self.length}]>"
 
 
 class Response:

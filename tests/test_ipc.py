@@ -103,6 +103,9 @@ async def test_close_sends_what_is_queued():
 
 @pytest.mark.parametrize("payload", [b'{"a":NaN}', b'{"a":"\\udcff"}', b"\xff", b"[1]", b'{"a":1e999}'])
 def test_control_frames_are_strict_json_objects(payload):
+    from protoreg.ipc import use_msgspec
+
+    use_msgspec()  # the parent's codec (protoreg.worker.process switches to it): this test alone did not
     with pytest.raises(ProtocolViolation):
         decode_json(payload)
 
@@ -127,3 +130,124 @@ async def test_a_complete_body_is_taken_at_once_and_returns_its_credit():
     assert body.take_all() == b"abcd"
     assert returned == [(4 + 2 * FRAME_COST, True)]
     assert body.finished
+
+
+# -- FILE frames: body bytes by reference (the parent reads and verifies; protoreg/worker/files.py) --------------
+class _Transport:
+    def __init__(self) -> None:
+        self.aborted = False
+        self.out = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def writelines(self, parts) -> None:
+        for p in parts:
+            self.out += p
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def close(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def _strict(window: int = 2 << 20) -> tuple[Channel, list]:
+    violations: list = []
+    channel = Channel(lambda *_: None, lambda _e: None, strict=True, window=window, on_violation=violations.append)
+    channel.connection_made(_Transport())
+    channel.max_stream = 1
+    return channel, violations
+
+
+def _file_frame(stream: int, **ref) -> bytes:
+    import json
+
+    payload = json.dumps({"path": "f", "sha256": "0" * 64, "offset": 0, "length": 10, **ref}).encode()
+    return HEADER.pack(FrameType.FILE, 0, stream, len(payload)) + payload
+
+
+@pytest.mark.parametrize(("ref", "why"), [
+    ({"sha256": "ABC"}, "hex sha256"),
+    ({"path": 7}, "relative path"),
+    ({"length": 0}, "at most"),
+    ({"length": (1 << 20) + 1}, "at most"),
+    ({"offset": -1}, "at most"),
+    ({"offset": True}, "at most"),
+])
+async def test_a_malformed_file_frame_is_a_violation(ref, why):
+    channel, violations = _strict()
+    body = channel.open_inbound(1)
+    body.resolve = lambda r: asyncio.sleep(0, b"")
+    channel.data_received(_file_frame(1, **ref))
+    assert violations and why in str(violations[0])
+
+
+async def test_a_file_frame_where_no_file_may_be_named_is_a_violation():
+    channel, violations = _strict()
+    channel.open_inbound(1)  # no resolver: e.g. an extension without a data dir
+    channel.data_received(_file_frame(1))
+    assert "takes no file references" in str(violations[0])
+
+
+async def test_file_references_are_read_at_most_read_ahead_in_front_of_the_consumer_and_in_order():
+    from protoreg.ipc import FILE_COST, READ_AHEAD
+
+    channel, violations = _strict()
+    body = channel.open_inbound(1)
+    running, peak, gates = [0], [0], {}
+
+    async def resolve(ref):
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        gates[ref["path"]] = asyncio.get_running_loop().create_future()
+        await gates[ref["path"]]
+        running[0] -= 1
+        return ref["path"].encode()
+
+    body.resolve = resolve
+    for i in range(40):  # 40 references, far more than the read-ahead
+        channel.data_received(_file_frame(1, path=f"f{i}"))
+    await asyncio.sleep(0)
+    assert not violations and running[0] == READ_AHEAD
+    out = []
+    for i in range(40):
+        nxt = asyncio.ensure_future(body.next_chunk())
+        await asyncio.sleep(0)
+        for g in gates.values():
+            if not g.done():
+                g.set_result(None)
+        out.append(await nxt)
+        assert running[0] <= READ_AHEAD
+    assert out == [f"f{i}".encode() for i in range(40)] and peak[0] == READ_AHEAD
+    assert 40 * FILE_COST < 2 << 20  # all of them fitted in one window: no credit round trip per block
+
+
+async def test_file_references_past_the_window_are_a_violation():
+    from protoreg.ipc import FILE_COST
+
+    channel, violations = _strict(window=8 * FILE_COST)
+    body = channel.open_inbound(1)
+    body.resolve = lambda r: asyncio.sleep(0, b"x")
+    for i in range(9):
+        channel.data_received(_file_frame(1, path=f"f{i}"))
+    assert violations and "past its" in str(violations[0])
+    await asyncio.sleep(0.01)
+
+
+async def test_an_error_after_file_references_comes_after_their_bytes():
+    channel, _ = _strict()
+    body = channel.open_inbound(1)
+    body.resolve = lambda r: asyncio.sleep(0.01, r["path"].encode())
+    channel.data_received(_file_frame(1, path="a") + _file_frame(1, path="b"))
+    channel.close_inbound(1, RuntimeError("handler failed"))
+    assert await body.next_chunk() == b"a"
+    assert await body.next_chunk() == b"b"
+    with pytest.raises(RuntimeError, match="handler failed"):
+        await body.next_chunk()

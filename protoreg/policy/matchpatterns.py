@@ -37,7 +37,8 @@ def pattern_problem(pattern: str) -> tuple[str, str] | None:
         return None
     scheme, sep, rest = pattern.partition("://")
     if not sep:
-        return (f"{pattern!r} is not a match pattern: it has no '://'", f"use <scheme>://<host>/<path>, e.g. {_EXAMPLE}")
+        return (f"{pattern!r} is not a match pattern: it has no '://'",
+                f"use <scheme>://<host>/<path>, e.g. {_EXAMPLE}")
     if not _SCHEME.match(scheme):
         return (f"{pattern!r} has an invalid scheme {scheme!r}", f"use *, https, http, wss, ws or ftp, e.g. {_EXAMPLE}")
     host, slash, path = rest.partition("/")

@@ -11,12 +11,13 @@ Verdicts (everything else is allowed):
   fchmod, fchmodat, fchmodat2, chown, fchown, lchown, fchownat, utime, utimes, futimesat, utimensat, the set/remove
   xattr calls) and mknod/mknodat; watches (inotify_init/init1/add_watch, fanotify_init/mark); System V IPC (shm*,
   sem*, msg*) and POSIX message queues (mq_*); memfd_create and memfd_secret (memory outside the address-space
-  limit); setpriority and ioprio_set; fork/vfork and clone without CLONE_THREAD (threads work, processes don't: the fork-bomb
-  defence that also holds for root, whom RLIMIT_NPROC ignores); kill, tkill, tgkill, rt_sigqueueinfo and
+  limit); setpriority and ioprio_set; fork/vfork and clone without CLONE_THREAD (threads work, processes don't: the
+  fork-bomb defence that also holds for root, whom RLIMIT_NPROC ignores); kill, tkill, tgkill, rt_sigqueueinfo and
   rt_tgsigqueueinfo aimed at any pid but our own, and pidfd_send_signal; sched_setaffinity, sched_setscheduler,
   sched_setparam and sched_setattr aimed at any pid but 0 or our own (the kernel lets a process re-schedule every
-  process of the same owner, and the worker's user namespace maps it to the host user); setrlimit, and prlimit64 with a new limit
-  (so the rlimits layer can't be undone); ioctl TIOCSTI/TIOCLINUX (typing into the controlling terminal).
+  process of the same owner, and the worker's user namespace maps it to the host user); setrlimit, and prlimit64
+  with a new limit (so the rlimits layer can't be undone); ioctl TIOCSTI/TIOCLINUX (typing into the controlling
+  terminal).
 * ENOSYS: clone3, whose flags live in memory BPF can't read; glibc then falls back to clone.
 * Kill the process: a foreign architecture, or an x32 syscall on x86_64.
 """

@@ -240,6 +240,8 @@ class WorkerManager:
         worker.on_call = self.on_call
         worker.bound_origin = origin
         worker.extension_id, worker.sandbox = ext.id, sandbox
+        data = self.data_dir(ext)
+        worker.data_dir = str(data) if data is not None else None  # where its FILE frames may point
         hello = await worker.specialise(ext.id if sandbox is None else f"{ext.id}#{sandbox}", payload)
         for scheme, err in (hello.get("load_errors") or {}).items():
             worker.logger.error("extension %s, scheme %s: %s", ext.id, printable(str(scheme)), printable(str(err)))

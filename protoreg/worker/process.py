@@ -96,6 +96,8 @@ class WorkerProcess:
         #: The extension this worker runs (set by the manager) and, for a named sandbox's worker, its name.
         self.extension_id: str | None = None
         self.sandbox: str | None = None
+        #: The host path of the extension's data dir (set by the manager): where FILE frames may point.
+        self.data_dir: str | None = None
         self._streams: dict[int, WorkerStream] = {}
         self._next_id = 1
         self._hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -403,6 +405,17 @@ class WorkerProcess:
                 return
             self.channel.send_json(FrameType.RESULT, st.id if st is not None else 0, reply)
 
+    async def _read_file(self, ref: dict[str, Any]) -> bytes:
+        """The bytes a FILE frame names, read and verified in a thread (protoreg/worker/files.py)."""
+        from protoreg.worker.files import read_verified
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, read_verified, self.data_dir, ref, f"handler for {self.label}")
+        except HandlerError as exc:
+            exc.extension = self.label
+            raise
+
     def _on_frame(self, ftype: int, sid: int, payload: bytes) -> None:
         if ftype == FrameType.CALL:
             self._on_call(sid, decode_json(payload))
@@ -435,6 +448,8 @@ class WorkerProcess:
             problem = check_status(status) or next(
                 (p for p in (check_header(n, v) for n, v in headers) if p), None)
             st.body = self.channel.open_inbound(sid)
+            if self.data_dir is not None:
+                st.body.resolve = self._read_file
             if problem:  # the worker-side check was bypassed: refuse the response, keep the worker
                 self._abort(st)
                 st.head.set_exception(HandlerError(f"handler for {self.label} sent an invalid response: {problem}",

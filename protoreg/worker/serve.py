@@ -16,8 +16,8 @@ from typing import Any
 from yarl import URL
 
 from protoreg.errors import MessageError, PermissionDenied, UnknownMessage
-from protoreg.ipc import MAX_CHUNK, Channel, FrameType, decode_json, encode_head, encode_json
-from protoreg.messages import Request, Response, check_header, check_status
+from protoreg.ipc import MAX_CHUNK, MAX_FILE, Channel, FrameType, decode_json, encode_head, encode_json
+from protoreg.messages import FileSlice, Request, Response, check_header, check_status
 from protoreg.worker.loader import BundleFinder, load_script
 
 Handler = Callable[[Request], Awaitable[Any]]
@@ -87,6 +87,7 @@ def _filter_handler(fn: Any) -> Handler:
 class WorkerServer:
     def __init__(self, config: dict[str, Any], files: dict[str, bytes]) -> None:
         self.label = config["label"]
+        self.data_dir: str | None = config.get("data_dir")
         self.finder = BundleFinder(files, self.label)
         self.handlers: dict[str, tuple[str, Handler | None, str | None]] = {}
         for scheme, script in config["handlers"].items():
@@ -234,6 +235,40 @@ class WorkerServer:
             channel.close_inbound(stream)
             self.tasks.pop(stream, None)
 
+    async def _send_slice(self, stream: int, piece: FileSlice, script: str) -> None:
+        """A FileSlice: by reference (a FILE frame; the parent reads and verifies it), or for a file over MAX_FILE
+        read and verified here and sent as data."""
+        import hashlib
+        import hmac
+
+        channel = self.channel
+        assert channel is not None
+        root = self.data_dir
+        path = piece.path
+        parts = path.split("/") if isinstance(path, str) else [""]
+        digest = piece.sha256.lower() if isinstance(piece.sha256, str) else ""
+        if root is None or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or len(digest) != 64:
+            raise HandlerFault(502, f"handler {script} streamed {piece!r}: a FileSlice needs a data dir (the "
+                                    "\"storage\" permission), a relative path inside it and a hex sha256")
+        try:
+            size = os.stat(os.path.join(root, path)).st_size
+        except OSError as exc:
+            raise HandlerFault(502, f"handler {script} streamed {piece!r}: {exc.strerror}") from None
+        offset = piece.offset
+        length = size - offset if piece.length is None else piece.length
+        if type(offset) is not int or type(length) is not int or offset < 0 or length < 0 or offset + length > size:
+            raise HandlerFault(502, f"handler {script} streamed {piece!r}: the file holds {size} bytes")
+        if length == 0:
+            return
+        if size <= MAX_FILE:
+            await channel.send_file(stream, {"path": path, "sha256": digest, "offset": offset, "length": length})
+            return
+        with open(os.path.join(root, path), "rb") as f:
+            data = f.read()
+        if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), digest):
+            raise HandlerFault(502, f"handler {script} streamed {piece!r}, whose content does not have that sha256")
+        await channel.send_data(stream, memoryview(data)[offset:offset + length])
+
     async def _serve(self, stream: int, head: dict[str, Any], body: Any) -> None:
         channel = self.channel
         assert channel is not None
@@ -289,9 +324,12 @@ class WorkerServer:
                 iterator = aiter(payload)
                 try:
                     async for chunk in iterator:
+                        if type(chunk) is FileSlice:
+                            await self._send_slice(stream, chunk, script)
+                            continue
                         if not isinstance(chunk, (bytes, bytearray, memoryview)):
                             raise HandlerFault(502, f"handler {script} streamed a {type(chunk).__name__} chunk; "
-                                                    "body chunks must be bytes")
+                                                    "body chunks must be bytes or FileSlice")
                         if chunk:
                             await channel.send_data(stream, chunk)
                 except HandlerFault:

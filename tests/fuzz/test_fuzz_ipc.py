@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import struct
+import tempfile
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -61,8 +62,16 @@ PAYLOAD = st.one_of(st.binary(max_size=64), JSONISH.map(lambda v: json.dumps(v).
                     st.fixed_dictionaries({"status": st.integers(0, 700), "headers": JSONISH}).map(
                         lambda v: json.dumps(v).encode()),
                     st.fixed_dictionaries({"id": st.integers(-2, 2**40), "cap": st.text(max_size=12),
-                                           "args": JSONISH}).map(lambda v: json.dumps(v).encode()))
+                                           "args": JSONISH}).map(lambda v: json.dumps(v).encode()),
+                    st.fixed_dictionaries({  # FILE references (protoreg/worker/files.py)
+                        "path": st.sampled_from(["f", "../f", "/etc/passwd", "a/b", ""]),
+                        "sha256": st.sampled_from(["0" * 64, "x", "A" * 64]),
+                        "offset": st.integers(-1, 2**21), "length": st.integers(-1, 2**21)}).map(
+                        lambda v: json.dumps(v).encode()))
 FRAME = st.tuples(st.sampled_from([*list(FrameType), 0, 99, 255]), st.integers(0, 6), PAYLOAD)
+
+
+DATA_DIR = tempfile.mkdtemp(prefix="protoreg-fuzz-ipc-")
 
 
 def _encode(frames) -> bytes:
@@ -81,6 +90,7 @@ def test_worker_frames_are_accepted_or_a_protocol_violation(frames, split, tail)
         transport = FakeTransport()
         channel.connection_made(transport)
         worker = WorkerProcess(FakeProc(), channel, WorkerConfig())  # type: ignore[arg-type]
+        worker.data_dir = DATA_DIR  # FILE frames are read from here (an empty dir: every read fails cleanly)
         holder.append(worker)
         for _ in range(3):  # three streams the parent opened, two with a request body
             worker.request({"method": "GET", "url": "web+x://h/", "headers": []}, None)

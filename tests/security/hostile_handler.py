@@ -212,6 +212,7 @@ def big_file(mib):
 def fill_disk(files, pause):
     """Many 1 MiB files, paced: each stays under RLIMIT_FSIZE, only the host's measurement can stop them."""
     import time
+
     from protoreg import runtime
     for i in range(int(files)):
         (runtime.data_dir() / f"fill-{i}").write_bytes(os.urandom(1 << 20))
@@ -305,6 +306,37 @@ async def handleRequest(request):
         except PermissionError as e:
             return Response(json.dumps({"stored": stored, "error": str(e)}))
         return Response(json.dumps({"stored": stored}))
+    if path == "/slice":  # body bytes by reference: the parent must not read outside the data dir, or unverified
+        import hashlib as _hashlib
+
+        from protoreg import FileSlice, runtime
+        d = runtime.data_dir()
+        if q.get("link"):
+            (d / "link").unlink(missing_ok=True)
+            (d / "link").symlink_to(q["link"])
+        digest = q.get("sha256") or _hashlib.sha256(b"mine").hexdigest()
+        (d / "mine").write_bytes(b"mine")
+
+        async def body():
+            yield b"<"
+            yield FileSlice(q["file"], digest, 0, int(q.get("length", 4)))
+            yield b">"
+        return Response(body())
+    if path == "/raw_slice":  # the same, bypassing the worker's own checks: FILE frames written to the channel
+        import asyncio
+        import hashlib as _hashlib
+
+        from protoreg import runtime
+        d = runtime.data_dir()
+        (d / "mine").write_bytes(b"mine")
+        if q.get("link"):
+            (d / "link").unlink(missing_ok=True)
+            (d / "link").symlink_to(q["link"])
+        ref = {"path": q["file"], "sha256": q.get("sha256") or _hashlib.sha256(b"mine").hexdigest(), "offset": 0,
+               "length": int(q.get("length", 4))}
+        head = json.dumps({"status": 200, "headers": []}).encode()
+        raw_frames([(4, None, head), (15, None, json.dumps(ref).encode()), (6, None, b"")])
+        await asyncio.sleep(30)  # the stream is answered; the parent reads the body meanwhile
     if path == "/busy":
         busy_loop()
     if path == "/flood":

@@ -319,3 +319,36 @@ async def test_origin_isolation_does_not_let_a_page_start_a_worker_per_host_it_n
         assert len(_host_workers(session)) <= 4
         assert [r.status for r in await asyncio.gather(*slow)] == [200] * 4
         assert (await session.fetch("web+x://one-more/")).status == 200  # room again
+
+
+# FILE frames (protoreg/worker/files.py): the worker names a file, the parent reads it. It must read nothing the
+# worker could not, and pass on nothing unverified. Checked on what reaches the caller.
+@pytest.mark.parametrize(("query", "why"), [
+    ("file=../../secret&length=11", "plain relative path"),       # out of the data dir
+    ("file=link&length=11&link={secret}", "following a link"),   # a symlink the worker made to a host file
+    ("file=mine&sha256=" + "0" * 64, "does not have the sha256"),  # a wrong hash: nothing is sent
+])
+async def test_a_worker_can_not_make_the_parent_send_a_host_file_or_unverified_bytes(arena, tmp_path, query, why):
+    session, _, _ = arena
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"host secret")
+    # Raw FILE frames, as a compromised worker would write them (the worker's own library refuses these earlier).
+    resp = await session.fetch(f"web+evil://x/raw_slice?{query.format(secret=secret)}")
+    assert resp.status == 200  # the head went out before the body
+    with pytest.raises(protoreg.HandlerError, match=why) as info:
+        await resp.read()
+    assert b"host secret" not in str(info.value).encode()
+    await victim_still_serves(session)
+
+
+async def test_the_worker_library_refuses_a_slice_outside_its_data_dir(arena):
+    session, _, _ = arena
+    resp = await session.fetch("web+evil://x/slice?file=../../secret&length=11")
+    with pytest.raises(protoreg.HandlerError, match="a relative path inside it"):
+        await resp.read()
+
+
+async def test_a_verified_file_of_the_data_dir_is_sent_by_reference(arena):
+    session, _, _ = arena
+    resp = await session.fetch("web+evil://x/slice?file=mine")
+    assert (resp.status, await resp.read()) == (200, b"<mine>")

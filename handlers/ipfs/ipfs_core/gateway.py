@@ -262,14 +262,17 @@ def _car_blocks(fs: UnixFS, trail: list[CID], entry: Entry, scope: str = "all",
 
 
 def respond(store: BlockStore, method: str, host: str, path: str, query: dict[str, str],
-            headers: dict[str, str]) -> GatewayResponse:
+            headers: dict[str, str], slices: Any = None) -> GatewayResponse:
     """Answer ``method ipfs://host/path?query`` with the gateway's semantics. ``headers`` keys are lowercase.
+    ``slices``: see :attr:`UnixFS.slices` (file bodies then carry leaves by reference).
 
     Errors found before the body starts (a bad CID, a missing or corrupt block, a malformed node) become error
     responses; a block found missing or corrupt while the body streams raises from the body iterator, so the HTTP
     layer aborts the stream rather than sending wrong bytes."""
     try:
-        res = _respond(UnixFS(store), store, method, host, path, query, headers)
+        fs = UnixFS(store)
+        fs.slices = slices
+        res = _respond(fs, store, method, host, path, query, headers)
     except IpfsError as exc:
         res = _error(exc.status, str(exc))
     if res.status >= 400 and isinstance(res.body, bytes) and res.body and wants_html(headers) and (
@@ -424,6 +427,6 @@ def _respond(fs: UnixFS, store: BlockStore, method: str, host: str, path: str, q
         start, end = rng
         return GatewayResponse(206, [*out, ("Content-Range", f"bytes {start}-{end - 1}/{size}"),
                                      ("Content-Length", str(end - start))],
-                               iter(()) if method == "HEAD" else fs.read(entry, start, end))
+                               iter(()) if method == "HEAD" else fs.read(entry, start, end, by_reference=True))
     return GatewayResponse(200, [*out, ("Content-Length", str(size))],
-                           iter(()) if method == "HEAD" else fs.read(entry))
+                           iter(()) if method == "HEAD" else fs.read(entry, by_reference=True))

@@ -3,6 +3,8 @@ shards, files by byte range (fetching only the blocks a range needs), symlinks, 
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -50,6 +52,10 @@ class UnixFS:
     def __init__(self, store: BlockStore) -> None:
         self.store = store
         self._proof: list[CID] | None = None
+        #: ``slices(cid, start, end, size)``: for a leaf stored locally, an object standing for its bytes
+        #: [start, end) that the host reads and verifies itself (a protoreg FileSlice), or None to read it here.
+        #: Used by :meth:`read` with ``by_reference=True`` only.
+        self.slices: Any = None
 
     def load(self, cid: CID) -> Entry:
         return self.from_block(cid, self.store.get(cid))
@@ -162,14 +168,16 @@ class UnixFS:
                 out.append(DirItem((link.name or "")[pad:], cid, link.tsize))
 
     # -- files --------------------------------------------------------------------------------------------------
-    def read(self, entry: Entry, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Bytes [start, end) of a file, reading only the blocks the range touches."""
+    def read(self, entry: Entry, start: int = 0, end: int | None = None, *,
+             by_reference: bool = False) -> Iterator[Any]:
+        """Bytes [start, end) of a file, reading only the blocks the range touches. ``by_reference``: leaves that
+        :attr:`slices` can stand for are yielded as its objects instead of bytes (the host verifies and sends them)."""
         end = entry.size if end is None else min(end, entry.size)
         if start >= end:
             return
-        yield from self._read(entry, start, end)
+        yield from self._read(entry, start, end, 0, self.slices if by_reference else None)
 
-    def _read(self, entry: Entry, start: int, end: int, depth: int = 0) -> Iterator[bytes]:
+    def _read(self, entry: Entry, start: int, end: int, depth: int = 0, slices: Any = None) -> Iterator[Any]:
         if depth > MAX_DEPTH:
             raise MalformedNode(f"file DAG under {v1_base32(entry.cid)} is nested more than {MAX_DEPTH} levels deep")
         if entry.data is not None:  # raw leaf
@@ -193,12 +201,18 @@ class UnixFS:
                 continue
             if lo >= end:
                 break
-            child = self.load(decode_link(link.hash))
+            cid = decode_link(link.hash)
+            if slices is not None:
+                piece = slices(cid, max(0, start - lo), min(size, end - lo), size)
+                if piece is not None:
+                    yield piece
+                    continue
+            child = self.load(cid)
             if child.size != size:
                 # Never send wrong bytes: a child of another size would shift every byte after it.
                 raise MalformedNode(f"file node {v1_base32(entry.cid)} says its child {v1_base32(child.cid)} holds "
                                     f"{size} bytes, but it holds {child.size}")
-            yield from self._read(child, max(0, start - lo), min(size, end - lo), depth + 1)
+            yield from self._read(child, max(0, start - lo), min(size, end - lo), depth + 1, slices)
 
     def range_blocks(self, entry: Entry, start: int, end: int,
                      raw: bytes | None = None) -> Iterator[tuple[CID, bytes]]:

@@ -27,7 +27,7 @@ from ipfs_core.cids import parse_cid
 from ipfs_core.gateway import IMMUTABLE, GatewayResponse, error_page, respond, wants_html
 from ipfs_core.network import BlockUnavailable, CarFeed, NetworkBlockStore, Upstreams
 
-from protoreg import Request, Response, runtime
+from protoreg import FileSlice, Request, Response, runtime
 
 log = logging.getLogger("ipfs-handler")
 
@@ -42,6 +42,16 @@ def store() -> BlockStore:
     if _store is None:
         _store = BlockStore(runtime.data_dir() / "blocks")
     return _store
+
+
+def _slice(cid: Any, start: int, end: int, size: int) -> FileSlice | None:
+    """A file leaf held in the local store, by reference: protoreg reads it from the data dir, checks its sha256
+    (the CID's digest) and sends it without the bytes passing through this worker."""
+    found = store().local_leaf(cid, size)
+    if found is None:
+        return None
+    rel, digest = found
+    return FileSlice(f"blocks/{rel}", digest, start, end - start)
 
 
 def settings() -> dict[str, Any]:
@@ -122,7 +132,7 @@ async def _respond(method: str, host: str, path: str, query: dict[str, str],
     """The gateway answer, from the local store, or (with upstreams, unless only-if-cached) fetching misses."""
     net = upstreams()
     if net is None or "only-if-cached" in headers.get("cache-control", ""):
-        return respond(store(), method, host, path, query, headers)
+        return respond(store(), method, host, path, query, headers, _slice)
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()  # the request's context: broker calls are made on its behalf
 
@@ -152,7 +162,7 @@ async def _respond(method: str, host: str, path: str, query: dict[str, str],
             root_local = True
         if not root_local:  # nothing here yet: one CAR for the whole entity, blocks verified as they stream in
             fs_store.feed = CarFeed(store(), net, _broker_stream, car)
-    res = await asyncio.to_thread(respond, fs_store, method, host, path, query, headers)
+    res = await asyncio.to_thread(respond, fs_store, method, host, path, query, headers, _slice)
     if not isinstance(res.body, bytes):
         chunks, sentinel = iter(res.body), object()
 
