@@ -244,19 +244,23 @@ class WorkerServer:
         channel = self.channel
         assert channel is not None
         root = self.data_dir
-        path = piece.path
-        parts = path.split("/") if isinstance(path, str) else [""]
+        path = piece.path if isinstance(piece.path, str) else ""
         digest = piece.sha256.lower() if isinstance(piece.sha256, str) else ""
-        if root is None or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or len(digest) != 64:
+        if root is None or path.startswith("/") or any(p in ("", ".", "..") for p in path.split("/")) or \
+                len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise HandlerFault(502, f"handler {script} streamed {piece!r}: a FileSlice needs a data dir (the "
                                     "\"storage\" permission), a relative path inside it and a hex sha256")
+        offset, length = piece.offset, piece.length
+        if type(offset) is not int or not (length is None or type(length) is int) or offset < 0 or \
+                (length is not None and length < 0):
+            raise HandlerFault(502, f"handler {script} streamed {piece!r}: offset and length must be integers >= 0")
         try:
             size = os.stat(os.path.join(root, path)).st_size
         except OSError as exc:
             raise HandlerFault(502, f"handler {script} streamed {piece!r}: {exc.strerror}") from None
-        offset = piece.offset
-        length = size - offset if piece.length is None else piece.length
-        if type(offset) is not int or type(length) is not int or offset < 0 or length < 0 or offset + length > size:
+        if length is None:
+            length = max(0, size - offset)
+        if offset + length > size:
             raise HandlerFault(502, f"handler {script} streamed {piece!r}: the file holds {size} bytes")
         if length == 0:
             return

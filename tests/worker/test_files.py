@@ -77,3 +77,42 @@ def test_a_slice_past_the_end_is_refused(data_dir):
     (data_dir / "f").write_bytes(blob)
     with pytest.raises(HandlerError, match="holds 10"):
         read_verified(data_dir, ref("f", blob, 5, 10))
+
+
+SLICER = """
+import hashlib
+from protoreg import FileSlice, Response, runtime
+async def handleRequest(request):
+    (runtime.data_dir() / "f").write_bytes(b"0123456789")
+    good = hashlib.sha256(b"0123456789").hexdigest()
+    kind = request.url.path.strip("/")
+    piece = {"ok": FileSlice("f", good, 2, 3), "tail": FileSlice("f", good, 7),
+             "past": FileSlice("f", good, 5, 10), "hash": FileSlice("f", "xyz"), "offset": FileSlice("f", good, "1"),
+             "missing": FileSlice("nope", good), "abs": FileSlice("/etc/passwd", good)}[kind]
+    async def body():
+        yield b"["
+        yield piece
+        yield b"]"
+    return Response(body())
+"""
+
+
+@pytest.mark.parametrize(("kind", "expected"), [
+    ("ok", b"[234]"), ("tail", b"[789]"),
+    ("past", "the file holds 10 bytes"), ("hash", "hex sha256"), ("offset", "integers >= 0"),
+    ("missing", "No such file"), ("abs", "relative path inside it"),
+])
+async def test_file_slices_from_a_handler(tmp_path, kind, expected):
+    import protoreg
+    from protoreg.testing import write_extension
+
+    reg = protoreg.Registry()
+    reg.install(write_extension(tmp_path / "s", scheme="web+s", ext_id="s@test", script=SLICER,
+                                permissions=["storage"]))
+    async with protoreg.Session(reg) as session:
+        resp = await session.fetch(f"web+s://x/{kind}")
+        if isinstance(expected, bytes):
+            assert await resp.read() == expected
+        else:
+            with pytest.raises(HandlerError, match=expected):
+                await resp.read()
