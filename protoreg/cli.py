@@ -494,11 +494,32 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     _out("sandbox layers:")
     for layer in report.layers:
         _out(f"  {'active ' if layer.active else 'MISSING'}  {layer.name}: {layer.detail}")
+    from protoreg.audit import AuditLog
+    from protoreg.sandbox.diskquota import PERIOD
+    from protoreg.sandbox.policy import SandboxPolicy
+    from protoreg.worker.config import WorkerConfig
+
+    policy, config = SandboxPolicy(), WorkerConfig()
+    _out("bounds the host keeps (defaults; WorkerConfig and sandbox_per_extension change them):")
+    _out(f"  data dir: {_size(policy.disk_max)} per extension (RLIMIT_FSIZE per file; the host measures the dir "
+         f"every {PERIOD:g} s or more and stops a worker over it)")
+    _out(f"  storage: {_size(config.storage_quota)} per extension; audit log: {_size(AuditLog().max_bytes)} of live "
+         f"records; workers per origin-isolated extension: {config.max_isolated_origins}; concurrent brokered "
+         f"fetches per extension: {config.max_concurrent_fetches}")
     missing = [name for name in args.require or () if not report.active(name)]
     if missing:
         _err(f"protoreg doctor: required layer(s) unavailable: {', '.join(missing)}")
         return EXIT_FAIL
     return EXIT_OK
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "unbounded"
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} bytes"
 
 
 # -- profile, stores, trust (docs/trust.md) ---------------------------------------------------------------------

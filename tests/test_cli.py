@@ -178,6 +178,7 @@ def test_doctor_reports_layers_and_fails_on_a_missing_required_one(capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "sandbox layers:" in out and "landlock" in out and "aiohttp" in out
+    assert "data dir: 4 GiB per extension" in out and "workers per origin-isolated extension: 16" in out
     offered = [layer.name for layer in probe().layers if layer.active]
     assert main(["doctor", *[arg for n in offered for arg in ("--require", n)]]) == 0
     capsys.readouterr()
