@@ -258,10 +258,7 @@ class InboundBody:
         chunk = self._chunks.popleft()
         if type(chunk) is _FileRead:
             self._refs -= 1
-            if chunk.task is None:  # not begun (cannot happen while READ_AHEAD >= 1): begin it now
-                self._unstarted.remove(chunk)
-                self._ahead += 1
-                chunk.task = asyncio.ensure_future(self.resolve(chunk.ref))  # type: ignore[misc]
+            assert chunk.task is not None  # reads begin in order, and the oldest is always among the READ_AHEAD
             try:
                 data = await chunk.task
             except BaseException:
@@ -582,16 +579,7 @@ class Channel(asyncio.Protocol):
         """Send a body chunk, waiting for credit and for the transport to drain (backpressure)."""
         view = memoryview(data)
         while view:
-            out = self._outbound.get(stream)
-            if out is None:
-                raise ConnectionAbortedError("stream closed")
-            if out.credit <= FRAME_COST:
-                out.waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await out.waiter
-                finally:
-                    out.waiter = None
-                continue
+            out = await self._credit(stream, FRAME_COST + 1)
             n = min(len(view), out.credit - FRAME_COST, MAX_CHUNK)
             out.credit -= n + FRAME_COST
             if self._transport is None or self.closed:
@@ -606,21 +594,24 @@ class Channel(asyncio.Protocol):
 
     async def send_file(self, stream: int, ref: dict[str, Any]) -> None:
         """Send a FILE reference (``length`` <= MAX_FILE), waiting for FILE_COST of credit."""
-        cost = FILE_COST
+        out = await self._credit(stream, FILE_COST)
+        out.credit -= FILE_COST
+        self.send(FrameType.FILE, stream, encode_json(ref))
+        await self.drain()
+
+    async def _credit(self, stream: int, at_least: int) -> _Outbound:
+        """The stream's outbound state once it holds ``at_least`` credit (waiting for WINDOW frames)."""
         while True:
             out = self._outbound.get(stream)
             if out is None:
                 raise ConnectionAbortedError("stream closed")
-            if out.credit >= cost:
-                break
+            if out.credit >= at_least:
+                return out
             out.waiter = asyncio.get_running_loop().create_future()
             try:
                 await out.waiter
             finally:
                 out.waiter = None
-        out.credit -= cost
-        self.send(FrameType.FILE, stream, encode_json(ref))
-        await self.drain()
 
     def end_data(self, stream: int) -> None:
         self._outbound.pop(stream, None)

@@ -6,9 +6,9 @@ may write, not how much, and cgroups count memory, not disk. Without a cap one e
 
 - in the worker, ``RLIMIT_FSIZE`` = ``disk_max`` (the rlimits layer): no single file grows past the cap (Python
   ignores SIGXFSZ, so the write fails with EFBIG);
-- in the host, :func:`usage` of the directory before a worker starts (a data dir already over the cap starts no
-  worker: the request fails with 507 and says how to fix it) and every :data:`PERIOD` seconds while one runs; a
-  worker found over the cap is killed and the reason logged.
+- in the host, :func:`usage` of the directory before its first worker starts (a data dir over the cap starts no
+  worker: the request fails with 507 and says how to fix it; once over, every start measures again) and every
+  :data:`PERIOD` seconds while one runs; a worker found over the cap is killed and the reason logged.
 
 What this does not do: it is not a hard quota. Between two measurements a worker can write at the disk's speed,
 so the host may briefly hold up to ``disk_max`` plus one period of writes (the test measures the overshoot).

@@ -19,10 +19,17 @@ from typing import Any
 from protoreg.errors import HandlerError
 from protoreg.ipc import MAX_FILE
 
-__all__ = ["read_verified"]
+__all__ = ["plain_relative", "read_verified"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+
+
+def plain_relative(path: object) -> bool:
+    """Whether ``path`` is a relative path with no empty, ``.`` or ``..`` component (what a FileSlice may name;
+    checked by the worker for a clear error, and again by the parent, which trusts nothing the worker sends)."""
+    return isinstance(path, str) and not path.startswith("/") and all(
+        p not in ("", ".", "..") and "\0" not in p for p in path.split("/"))
 
 
 def read_verified(root: str | Path, ref: dict[str, Any], label: str = "the handler") -> bytes:
@@ -30,7 +37,7 @@ def read_verified(root: str | Path, ref: dict[str, Any], label: str = "the handl
     ``length``); raises HandlerError (502) saying what was wrong. Blocking: the caller runs it in a thread."""
     path = ref["path"]
     parts = path.split("/")
-    if path.startswith("/") or any(p in ("", ".", "..") or "\0" in p for p in parts):
+    if not plain_relative(path):
         raise HandlerError(f"{label} named the file {path!r}: a body file must be a plain relative path inside its "
                            "data dir (no '..', no leading '/')", status=502)
     fds: list[int] = []

@@ -58,6 +58,7 @@ class WorkerManager:
         self._warned_cgroup = False
         self._closing: set[asyncio.Task[None]] = set()  # pools of updated extensions, draining
         self._disk_watch: asyncio.Task[None] | None = None
+        self._disk_used: dict[str, int] = {}  # data dir -> bytes at its last measurement
 
     async def start(self) -> None:
         if self.config.prestart:
@@ -178,46 +179,45 @@ class WorkerManager:
                     for i, f in enumerate(getattr(ext.manifest, "response_filters", None) or ())},
                 "bundle_root": str(ext.root), "data_dir": str(data) if (data := self.data_dir(ext)) else None}
 
-    def _disk_cap(self, ext: Extension) -> tuple[Path, int] | None:
-        """(data dir, SandboxPolicy.disk_max) when ``ext``'s data dir is capped (protoreg/sandbox/diskquota.py)."""
-        data = self.data_dir(ext)
-        spec = self.sandbox_spec(ext)
-        if data is None or spec is None:
+    async def _check_disk(self, ext: Extension) -> int | None:
+        """The data dir cap of ``ext``'s next worker (None: uncapped); refuses to start one when the dir holds more
+        (protoreg/sandbox/diskquota.py). A measurement under the cap stands: only workers write there and the
+        watcher re-measures while they run, so a cold start walks the directory only the first time, or after a
+        measurement over the cap (to see whether space was freed)."""
+        if self.config.sandbox is None:
             return None
         from protoreg.sandbox.policy import SandboxPolicy
 
-        limit = spec.get("disk_max", SandboxPolicy.disk_max)
-        return None if limit is None else (Path(data), int(limit))
+        settings = {**self.config.sandbox, **self.config.sandbox_per_extension.get(ext.id, {})}
+        limit = settings.get("disk_max", SandboxPolicy.disk_max)
+        data = self.data_dir(ext)
+        if limit is None or data is None:
+            return None
+        used = self._disk_used.get(str(data))
+        if used is None or used > limit:
+            from protoreg.sandbox.diskquota import usage
 
-    async def _check_disk(self, ext: Extension) -> None:
-        """Refuse to start a worker whose data dir already holds more than its cap."""
-        cap = self._disk_cap(ext)
-        if cap is None:
-            return
-        from protoreg.sandbox.diskquota import usage
-
-        used = await asyncio.to_thread(usage, cap[0])
-        if used > cap[1]:
+            used = self._disk_used[str(data)] = await asyncio.to_thread(usage, data)
+        if used > limit:
             raise DataDirFull(f"extension {ext.id} was not started: its data dir holds {used} bytes, over its cap of "
-                              f"{cap[1]} bytes (SandboxPolicy.disk_max). Free space in {cap[0]}, or raise the cap for "
+                              f"{limit} bytes (SandboxPolicy.disk_max). Free space in {data}, or raise the cap for "
                               f"it: WorkerConfig(sandbox_per_extension={{{ext.id!r}: {{'disk_max': ...}}}})",
                               extension=ext.id)
+        return int(limit)
 
     async def _watch_disks(self) -> None:
-        """Measure the data dir of every running, capped extension each period; kill the workers of one over its
-        cap (the reason reaches their requests in flight and the log)."""
+        """Measure the data dir of every running, capped worker each period (once per dir); kill the workers of one
+        over its cap (the reason reaches their requests in flight and the log)."""
         from protoreg.sandbox.diskquota import PERIOD, usage
 
         while True:
             started = time.monotonic()
-            capped: dict[Path, tuple[int, str, list[WorkerProcess]]] = {}
+            capped: dict[str, tuple[int, list[WorkerProcess]]] = {}
             for worker in list(self._processes):
-                ext = self.registry.extensions.get(worker.extension_id) if worker.extension_id else None
-                cap = self._disk_cap(ext) if ext is not None and worker.alive else None
-                if cap is not None:
-                    capped.setdefault(cap[0], (cap[1], ext.id, []))[2].append(worker)  # type: ignore[union-attr]
-            for data, (limit, ext_id, workers) in capped.items():
-                used = await asyncio.to_thread(usage, data)
+                if worker.alive and worker.data_dir is not None and worker.disk_max is not None:
+                    capped.setdefault(worker.data_dir, (worker.disk_max, []))[1].append(worker)
+            for data, (limit, workers) in capped.items():
+                used = self._disk_used[data] = await asyncio.to_thread(usage, data)
                 if used <= limit:
                     continue
                 reason = (f"wrote past its data dir's cap: {used} bytes in {data}, over {limit} "
@@ -228,20 +228,21 @@ class WorkerManager:
                         worker.logger.error("worker for %s (pid %s) %s", worker.label, worker.pid, reason)
                         worker.kill()
                 log.error("extension %s %s; its next worker starts only once the data dir is back under the cap",
-                          ext_id, reason.replace(", and was killed", ""))
+                          workers[0].extension_id, reason.replace(", and was killed", ""))
             spent = time.monotonic() - started
             await asyncio.sleep(max(PERIOD, spent * 50))  # measuring takes at most 2% of the time
 
     async def _start_worker(self, ext: Extension, origin: str | None = None,
                             sandbox: str | None = None) -> WorkerProcess:
-        await self._check_disk(ext)
+        disk_max = await self._check_disk(ext)
         worker = await self._take_spare()
-        payload = encode_init(self.init_config(ext, worker, sandbox), dict(ext.files))
+        config = self.init_config(ext, worker, sandbox)
+        payload = encode_init(config, dict(ext.files))
         worker.on_call = self.on_call
         worker.bound_origin = origin
         worker.extension_id, worker.sandbox = ext.id, sandbox
-        data = self.data_dir(ext)
-        worker.data_dir = str(data) if data is not None else None  # where its FILE frames may point
+        # the directory it writes (and its FILE frames may name), and its cap: kept even if the grant changes later
+        worker.data_dir, worker.disk_max = config["data_dir"], disk_max
         hello = await worker.specialise(ext.id if sandbox is None else f"{ext.id}#{sandbox}", payload)
         for scheme, err in (hello.get("load_errors") or {}).items():
             worker.logger.error("extension %s, scheme %s: %s", ext.id, printable(str(scheme)), printable(str(err)))

@@ -98,6 +98,8 @@ class WorkerProcess:
         self.sandbox: str | None = None
         #: The host path of the extension's data dir (set by the manager): where FILE frames may point.
         self.data_dir: str | None = None
+        #: Bytes that data dir may hold (SandboxPolicy.disk_max; the manager's watcher enforces it), or None.
+        self.disk_max: int | None = None
         self._streams: dict[int, WorkerStream] = {}
         self._next_id = 1
         self._hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()

@@ -241,13 +241,14 @@ class WorkerServer:
         import hashlib
         import hmac
 
+        from protoreg.worker.files import plain_relative
+
         channel = self.channel
         assert channel is not None
-        root = self.data_dir
-        path = piece.path if isinstance(piece.path, str) else ""
+        root, path = self.data_dir, piece.path
         digest = piece.sha256.lower() if isinstance(piece.sha256, str) else ""
-        if root is None or path.startswith("/") or any(p in ("", ".", "..") for p in path.split("/")) or \
-                len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        if root is None or not plain_relative(path) or len(digest) != 64 or \
+                any(c not in "0123456789abcdef" for c in digest):
             raise HandlerFault(502, f"handler {script} streamed {piece!r}: a FileSlice needs a data dir (the "
                                     "\"storage\" permission), a relative path inside it and a hex sha256")
         offset, length = piece.offset, piece.length

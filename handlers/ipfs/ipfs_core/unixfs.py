@@ -3,10 +3,9 @@ shards, files by byte range (fetching only the blocks a range needs), symlinks, 
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
 import mmh3

@@ -170,3 +170,33 @@ async def test_a_browser_gets_styled_error_pages_from_the_handler_and_curl_gets_
     plain = await loaded.fetch(f"ipfs://{DIR}/", method="POST", body=b"x")
     assert plain.status == 405 and "read-only" in await plain.text()
     assert not plain.headers["Content-Type"].startswith("text/html")
+
+
+async def test_local_raw_leaves_go_by_reference_and_a_corrupt_one_is_caught_by_the_parent(ipfs, monkeypatch):
+    """The handler names each locally held raw leaf (a FILE frame) instead of sending it; the parent verifies it.
+    Checked from the parent: how many references arrived, and what a block corrupted on disk does."""
+    import os
+
+    import protoreg
+    from protoreg.ipc import InboundBody
+    from tests.handlers.ipfs.helpers import data_dir_for, store_for
+
+    reg, state, _ = ipfs
+    ext = reg.extensions["ipfs@protoreg"]
+    store = store_for(ext, state)
+    data = os.urandom(4 * 256 * 1024 + 100)  # five raw leaves under one dag-pb node
+    cid = core.cids.v1_base32(core.importer.add_file(io.BytesIO(data), store.put).cid)
+    refs = []
+    feed_ref = InboundBody.feed_ref
+    monkeypatch.setattr(InboundBody, "feed_ref", lambda self, ref: (refs.append(ref), feed_ref(self, ref))[1])
+    async with protoreg.Session(reg, state_dir=str(state)) as s:
+        assert await (await s.fetch(f"ipfs://{cid}/")).read() == data
+        assert len(refs) == 5 and all(r["path"].startswith("blocks/") for r in refs)
+        ranged = await s.fetch(f"ipfs://{cid}/", headers={"Range": "bytes=300000-300009"})
+        assert (ranged.status, await ranged.read()) == (206, data[300000:300010])
+        leaf = data_dir_for(ext, state) / refs[2]["path"]
+        leaf.write_bytes(b"\0" + leaf.read_bytes()[1:])  # same size: only the hash can tell
+        resp = await s.fetch(f"ipfs://{cid}/")
+        assert resp.status == 200
+        with pytest.raises(protoreg.HandlerError, match="does not have the sha256"):
+            await resp.read()
