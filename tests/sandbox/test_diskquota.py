@@ -45,3 +45,11 @@ def test_disk_max_must_be_a_positive_integer_or_none(value):
     with pytest.raises(SandboxError, match="disk_max"):
         SandboxPolicy(disk_max=value)
     assert SandboxPolicy(disk_max=None).disk_max is None
+
+
+def test_every_entry_counts_at_least_one_block(tmp_path):
+    from protoreg.sandbox.diskquota import MIN_ENTRY
+
+    for i in range(100):
+        (tmp_path / str(i)).touch()  # no data blocks, one inode each
+    assert usage(tmp_path) >= 100 * MIN_ENTRY

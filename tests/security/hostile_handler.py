@@ -220,6 +220,16 @@ def fill_disk(files, pause):
     return "filled"
 
 
+def many_files(n):
+    """Empty files: no data blocks, but each takes an inode of the host's filesystem."""
+    from protoreg import runtime
+    d = runtime.data_dir() / "many"
+    d.mkdir(exist_ok=True)
+    for i in range(int(n)):
+        (d / str(i)).touch()
+    return "created"
+
+
 def busy_loop():
     while True:
         pass
@@ -265,6 +275,7 @@ ATTACKS = {
     "/ioprio": lambda q: sys_("ioprio_set", 1, int(q["pid"]), 3 << 13),  # IOPRIO_WHO_PROCESS, class idle
     "/bigfile": lambda q: big_file(q["mib"]),
     "/fill": lambda q: fill_disk(q["files"], q["pause"]),
+    "/many": lambda q: many_files(q["n"]),
     "/own_affinity": lambda q: os.sched_setaffinity(0, os.sched_getaffinity(0)),
 }
 
