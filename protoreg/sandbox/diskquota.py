@@ -30,7 +30,7 @@ PERIOD = 1.0
 
 
 #: What every entry counts at least: an empty file allocates no data block but takes an inode of the host's
-#: filesystem, which runs out long before its bytes do (8 000 empty files measured ≈ 140 KiB of directory blocks on ext4).
+#: filesystem, which runs out long before its bytes do (8 000 empty files: ≈ 140 KiB of directory blocks on ext4).
 MIN_ENTRY = 4096
 
 
