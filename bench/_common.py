@@ -27,6 +27,9 @@ async def handleRequest(request):
                 yield chunk if n == len(chunk) else chunk[:n]
                 sent += n
         return Response(gen())
+    if request.url.path == "/immutable":  # answered by the parent's cache after the first time (protoreg/cache.py)
+        return Response(PAYLOAD, headers={"Content-Type": "application/octet-stream",
+                                          "Cache-Control": "public, max-age=3600, immutable"})
     return Response(PAYLOAD, headers={"Content-Type": "application/octet-stream"})
 """
 

@@ -2,6 +2,9 @@
 
     python bench/gateway.py [--uvloop] [--pin]
 
+The main row is a handler answer that may not be cached (every request reaches the worker); a second row asks
+for one the handler marks immutable, which the parent answers from its response cache after the first time.
+
 Both servers run in this process on loopback, one after the other; a load generator (an aiohttp client at
 concurrency 32 in its own process, so its CPU is not charged to the server) sends N requests to each and reports
 req/s. ``--uvloop`` runs this process's event loop (both servers) on uvloop. ``--pin`` puts this process (both
@@ -35,14 +38,14 @@ CONC = 32
 LOAD = """
 import asyncio, sys, time
 import aiohttp
-port, host, n, conc, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+port, host, n, conc, size, path = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 async def main():
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc)) as client:
         async def run(count):
             it = iter(range(count))
             async def worker():
                 for _ in it:
-                    async with client.get(f"http://127.0.0.1:{port}/x", headers={"Host": host}) as r:
+                    async with client.get(f"http://127.0.0.1:{port}{path}", headers={"Host": host}) as r:
                         body = await r.read()
                         assert r.status == 200 and len(body) == size, (r.status, body[:200])
             await asyncio.gather(*(worker() for _ in range(conc)))
@@ -76,9 +79,9 @@ def cpu_seconds(pids: list[int]) -> float:
 ALL_CPUS = frozenset(os.sched_getaffinity(0))
 
 
-async def load(port: int, host: str) -> float:
+async def load(port: int, host: str, path: str = "/x") -> float:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", LOAD, str(port), host, str(N), str(CONC), str(len(PAYLOAD)),
+        sys.executable, "-c", LOAD, str(port), host, str(N), str(CONC), str(len(PAYLOAD)), path,
         stdout=subprocess.PIPE, preexec_fn=lambda: os.sched_setaffinity(0, ALL_CPUS))
     out, _ = await proc.communicate()
     if proc.returncode != 0:
@@ -114,9 +117,14 @@ async def main() -> None:
     c2 = cpu_seconds(pids)
     ours = await load(p2, f"{host}:{p2}")
     c3 = cpu_seconds(pids)
+    cached = await load(p2, f"{host}:{p2}", "/immutable")
+    c4 = cpu_seconds(pids)
     runs = N * 1.1
     print(row("gateway req/s vs plain aiohttp app", ours, base, "req/s", "higher") + "  (goal >= 0.8)")
     print(row("server CPU per request (gateway + worker)", (c3 - c2) / runs * 1e6, (c1 - c0) / runs * 1e6, "us"))
+    print(row("gateway req/s, an immutable answer (cache)", cached, base, "req/s", "higher") +
+          f"  ({session.cache.hits if session.cache else 0} hits)")
+    print(row("server CPU per request, immutable answer", (c4 - c3) / runs * 1e6, (c1 - c0) / runs * 1e6, "us"))
     print("(req/s is bounded by the load generator when the ratio is near 1; CPU per request is the server's cost)")
     await r2.cleanup()
     await r1.cleanup()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -43,6 +43,8 @@ class FetchResponse:
         timeout: float | None = None,
         redirected: bool = False,
         error: HandlerError | None = None,
+        on_complete: Callable[[bytes], None] | None = None,
+        max_complete: int = 0,
     ) -> None:
         self.url = url
         self.status = status
@@ -56,6 +58,10 @@ class FetchResponse:
         self._stream = stream
         self._timeout = timeout
         self._consumed = False
+        #: Called with the whole body once it has been read to its end, if it is at most max_complete bytes
+        #: (the session stores immutable answers this way: protoreg/cache.py).
+        self._on_complete = on_complete
+        self._max_complete = max_complete
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:
@@ -89,16 +95,25 @@ class FetchResponse:
         body: InboundBody | None = st.body
         if body is None:
             return
+        keep, kept, size = self._on_complete, [], 0
         try:
             while True:
                 try:
                     chunk = await body.next_chunk(self._timeout)
                 except StopAsyncIteration:
+                    if keep is not None:
+                        keep(b"".join(kept))
                     return
                 except TimeoutError:
                     raise HandlerTimeout(
                         f"handler for {st.worker.label} sent no body data for {self._timeout:g}s "
                         f"while answering {self.url}", extension=st.worker.label) from None
+                if keep is not None:
+                    size += len(chunk)
+                    if size > self._max_complete:
+                        keep, kept = None, []
+                    else:
+                        kept.append(chunk)
                 yield chunk
         finally:
             if not body.finished:
@@ -114,6 +129,8 @@ class FetchResponse:
                 # The whole body is already here (a small response): take it without an async generator.
                 self._consumed, self._stream = True, None
                 self._buffered = st.body.take_all()
+                if self._on_complete is not None and len(self._buffered) <= self._max_complete:
+                    self._on_complete(self._buffered)
             else:
                 self._buffered = b"".join([chunk async for chunk in self.stream()])
         return self._buffered

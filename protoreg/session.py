@@ -21,6 +21,7 @@ from yarl import URL
 
 from protoreg.audit import AuditLog
 from protoreg.broker import Broker
+from protoreg.cache import ResponseCache, freshness_lifetime
 from protoreg.errors import (
     ExtensionRevoked,
     HandlerError,
@@ -111,6 +112,9 @@ class Session:
                              max_concurrent_fetches=self.config.max_concurrent_fetches,
                              storage_quota=self.config.storage_quota)
         self.workers = WorkerManager(registry, self.config, on_call=self._on_call, data_dir=self.broker.data_dir)
+        #: Immutable handler answers the parent repeats itself (protoreg/cache.py); None when turned off.
+        self.cache = ResponseCache(self.config.response_cache_bytes) if self.config.response_cache_bytes > 0 \
+            else None
         self._unsubscribe = registry.subscribe(self._on_registry_event)
         self._watchdogs: set[asyncio.Task[bool]] = set()
         self._started = False
@@ -121,6 +125,8 @@ class Session:
         return self.broker.audit
 
     def _on_registry_event(self, event: str, extension: Any) -> None:
+        if self.cache is not None:  # new code, or no code: its answers are no longer the ones it would give
+            self.cache.forget(extension.id)
         if event == "uninstalled":
             from protoreg.sandboxes import with_sandboxes
 
@@ -243,7 +249,7 @@ class Session:
             if isinstance(resp, FetchResponse):  # handler fault, as an error response
                 resp.redirected = redirected
                 return resp
-            status, rheaders, stream = resp
+            status, rheaders, stream, keep = resp
             location = next((v for n, v in rheaders if n.lower() == "location"), None) if status in _REDIRECTS \
                 else None
             if status in _REDIRECTS and location is not None and redirect == "follow":
@@ -271,7 +277,7 @@ class Session:
                     continue
                 # A redirect to a scheme no extension handles (e.g. a uriTemplate's https URL) is returned as is.
             return self._finish(entry, current, status, rheaders, stream, method, tainting, initiator,
-                                credentials, timeout, redirected)
+                                credentials, timeout, redirected, keep)
         raise TooManyRedirects(f"fetching {url} was redirected more than {MAX_REDIRECTS} times (last: {current})")
 
     def _initiator(self, origin: str | Origin | None) -> Origin | None:
@@ -305,7 +311,7 @@ class Session:
         if isinstance(resp, FetchResponse):
             raise PolicyError(f"CORS preflight for {method} {url} failed: the handler answered {resp.status} "
                               f"({resp.error}). The actual request was not sent")
-        status, rheaders, stream = resp
+        status, rheaders, stream, _keep = resp
         stream.abort()
         cors.check_preflight(status, CIMultiDict(rheaders), origin=initiator.serialize(), method=method,
                              request_headers=hdrs.items(), credentials=credentials, url=str(url))
@@ -313,18 +319,25 @@ class Session:
     async def _send(self, entry: SchemeEntry, url: URL, method: str, hdrs: CIMultiDict[str],
                     payload: bytes | AsyncIterable[bytes] | None, initiator: Origin | None, cross: bool,
                     timeout: float, *, preflight: bool = False) -> Any:
-        """Run one request in the worker; returns (status, headers, stream) or an error FetchResponse."""
+        """Run one request in the worker (or answer it from the cache); returns (status, headers, stream, keep)
+        or an error FetchResponse. ``keep`` stores the whole body in the cache once it has been read, or is None."""
         if not entry.handler.uriHandlerScript:
             target = entry.template_url(url)
-            return 302, [("Location", target or "")], _NoStream()
+            return 302, [("Location", target or "")], _NoStream(), None
         items = list(hdrs.items())
         if initiator is not None and (cross or method not in ("GET", "HEAD")) and not preflight:
             send_headers = CIMultiDict(items)
             send_headers["Origin"] = initiator.serialize()
             items = list(send_headers.items())
-        head = {"method": method, "url": str(url), "headers": items,
-                "origin": initiator.serialize() if initiator is not None else None}
+        origin_text = initiator.serialize() if initiator is not None else None
         ext = entry.extension
+        cache, href = self.cache, str(url)
+        store = False
+        if cache is not None and not preflight:
+            lookup, store = cache.usable(method, items)
+            if lookup and (hit := cache.get(ext.id, href, origin_text or "", items)) is not None:
+                return hit.status, hit.response_headers(), _Cached(hit.body), None
+        head = {"method": method, "url": href, "headers": items, "origin": origin_text}
         try:
             stream = await self.workers.dispatch(ext, head, payload, self.registry.origin(url).serialize())
         except HandlerError as err:
@@ -347,7 +360,11 @@ class Session:
             raise
         finally:
             timer.cancel()
-        return status, rheaders, stream
+        keep = None
+        if store and status == 200 and freshness_lifetime(rheaders) is not None:
+            def keep(body: bytes, *, _c: ResponseCache = cache) -> None:  # type: ignore[assignment]
+                _c.put(ext.id, href, origin_text or "", items, status, rheaders, body)
+        return status, rheaders, stream, keep
 
     def _watch(self, worker: WorkerProcess) -> None:
         """After a timeout, make sure the worker's event loop still answers; a blocked one is replaced."""
@@ -372,7 +389,7 @@ class Session:
 
     def _finish(self, entry: SchemeEntry, url: URL, status: int, rheaders: list[tuple[str, str]], stream: Any,
                 method: str, tainting: ResponseType, initiator: Origin | None, credentials: bool, timeout: float,
-                redirected: bool) -> FetchResponse:
+                redirected: bool, keep: Any = None) -> FetchResponse:
         reg = self.registry
         origin = reg.origin(url)  # a registered scheme: trust follows from the origin alone
         common = {"url": url, "origin": origin, "secure_context": reg.is_potentially_trustworthy(origin),
@@ -389,8 +406,11 @@ class Session:
         out += _csp_items(_csp_policy_of(entry), rheaders)
         if method == "HEAD" or isinstance(stream, _NoStream):
             stream.abort()
-            return FetchResponse(status=status, headers=out, type=tainting, **common)
-        return FetchResponse(status=status, headers=out, type=tainting, stream=stream, timeout=timeout, **common)
+            return FetchResponse(status=status, headers=out, type=tainting, body=getattr(stream, "data", b"")
+                                 if method != "HEAD" else b"", **common)
+        return FetchResponse(status=status, headers=out, type=tainting, stream=stream, timeout=timeout,
+                             on_complete=keep, max_complete=self.cache.max_entry if keep is not None else 0,
+                             **common)
 
 
 class _NoStream:
@@ -400,3 +420,12 @@ class _NoStream:
 
     def abort(self) -> None:
         pass
+
+
+class _Cached(_NoStream):
+    """A body answered from the response cache."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data

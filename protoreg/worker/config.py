@@ -66,6 +66,9 @@ class WorkerConfig:
     #: every round trip, lowering p50 latency by about a quarter, but makes the two share one CPU and roughly halves
     #: throughput under concurrency (docs/benchmarks.md): for latency-bound embeddings only.
     cpu_affinity: frozenset[int] | None = None
+    #: Bytes of handler responses the parent keeps to answer repeats without a worker round trip: only 200s the
+    #: handler marks ``immutable`` with a max-age, e.g. ipfs content (protoreg/cache.py). 0 turns the cache off.
+    response_cache_bytes: int = 64 * 1024 * 1024
     #: Per-extension overrides of ``sandbox``, keyed by extension id (e.g. a larger rlimit_as for one extension).
     sandbox_per_extension: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
