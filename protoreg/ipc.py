@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import mmap
 import struct
 from collections.abc import Awaitable, Callable
 from enum import IntEnum
@@ -308,7 +309,7 @@ class _Outbound:
         self.waiter: asyncio.Future[None] | None = None
 
 
-class Channel(asyncio.Protocol):
+class Channel(asyncio.BufferedProtocol):
     """One end of a framed connection. Control frames go to ``on_frame``; DATA/END/WINDOW are handled here.
 
     ``strict`` (the parent's side) turns any protocol misuse into :class:`ProtocolViolation` reported through
@@ -331,7 +332,14 @@ class Channel(asyncio.Protocol):
         self._window = window
         self._max_frame = max_frame
         self._strict = strict
-        self._buf = bytearray()
+        self._violated = False
+        # The read buffer the transport receives into (BufferedProtocol): one allocation for the channel's life
+        # instead of a fresh 256 KiB object per read (an mmap, mremap and munmap, and page faults, per read).
+        # Unparsed bytes are _rbuf[_rstart:_rend]. An anonymous mapping, so that its pages cost memory only once
+        # a read has reached them (a bytearray is zero-filled, which would add its whole size to every worker).
+        self._rbuf = mmap.mmap(-1, 2 * (MAX_CHUNK + HEADER.size) + 65536)
+        self._rview = memoryview(self._rbuf)
+        self._rstart = self._rend = 0
         self._transport: asyncio.Transport | None = None
         self._inbound: dict[int, InboundBody] = {}
         self._unacked: dict[int, int] = {}
@@ -381,16 +389,55 @@ class Channel(asyncio.Protocol):
                 else:
                     w.set_exception(err)
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        free = len(self._rbuf) - self._rend
+        if free < 65536 or self._rend - self._rstart >= HEADER.size:
+            self._make_room()
+        return self._rview[self._rend:]
+
+    def _make_room(self) -> None:
+        """Keep room for the frame being received: move its start to the front, or grow for an oversized frame
+        (which the parser refuses once its header is read, before the body arrives)."""
+        start, end = self._rstart, self._rend
+        need = 65536
+        if end - start >= HEADER.size:
+            length = HEADER.unpack_from(self._rbuf, start)[3]
+            need = HEADER.size + min(length, self._max_frame + 1) - (end - start)
+        if len(self._rbuf) - end >= need:
+            return
+        if start:
+            self._rbuf.move(0, start, end - start)
+            end -= start
+            self._rstart, self._rend = 0, end
+        if len(self._rbuf) - end < need:  # a frame larger than the buffer: only up to the frame limit
+            grown = mmap.mmap(-1, end + need)
+            grown[:end] = self._rview[:end]
+            self._rbuf, self._rview = grown, memoryview(grown)  # the old one goes once no read refers to it
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._rend += nbytes
+        offset = self._parse(self._rbuf, self._rstart, self._rend)
+        if offset < 0:
+            self._rstart = self._rend = 0
+        elif offset == self._rend:  # the usual case: everything read was whole frames
+            self._rstart = self._rend = 0
+        else:
+            self._rstart = offset
+
     def data_received(self, data: bytes) -> None:
-        buf = self._buf
-        if buf:  # a frame was cut at the end of the last read: join it
-            buf += data
-            src: bytes | bytearray = buf
-        else:  # the usual case: parse straight out of what was read (one copy per payload, none for the rest)
-            src = data
+        """Feed bytes as if read (tests, fuzzing); the transport uses get_buffer/buffer_updated."""
+        while data:
+            buf = self.get_buffer(len(data))
+            n = min(len(buf), len(data))
+            buf[:n] = data[:n]
+            data = data[n:]
+            self.buffer_updated(n)
+            if self._violated:
+                return
+
+    def _parse(self, src: mmap.mmap, offset: int, size: int) -> int:
+        """Dispatch the whole frames in src[offset:size]; the offset after the last one, or -1 on a violation."""
         view = memoryview(src)
-        offset = 0
-        size = len(src)
         try:
             while size - offset >= HEADER.size:
                 ftype, _flags, stream, length = HEADER.unpack_from(src, offset)
@@ -404,17 +451,14 @@ class Channel(asyncio.Protocol):
                 self._dispatch(ftype, stream, payload)
         except ProtocolViolation as exc:
             view.release()
-            del buf[:]
             self._violate(exc)
-            return
+            return -1
         view.release()
-        if src is buf:
-            del buf[:offset]
-        elif offset < size:
-            buf += data[offset:] if offset else data
+        return offset
 
     # -- dispatch ---------------------------------------------------------------------------------------------
     def _violate(self, exc: ProtocolViolation) -> None:
+        self._violated = True
         if self._on_violation is not None:
             self._on_violation(exc)
         if self._transport is not None:

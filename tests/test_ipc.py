@@ -251,3 +251,52 @@ async def test_an_error_after_file_references_comes_after_their_bytes():
     assert await body.next_chunk() == b"b"
     with pytest.raises(RuntimeError, match="handler failed"):
         await body.next_chunk()
+
+
+# -- the reused read buffer (Channel is a BufferedProtocol) -----------------------------------------------------
+def _recording_channel() -> tuple[Channel, list[tuple[int, int, bytes]]]:
+    got: list[tuple[int, int, bytes]] = []
+    channel = Channel(lambda t, s, p: got.append((t, s, p)), lambda _e: None, max_frame=1 << 20)
+    return channel, got
+
+
+@pytest.mark.parametrize("split", [1, 7, 4096, 65536, 300_000, 10_000_000])
+def test_frames_cut_anywhere_across_reads_arrive_whole_and_in_order(split):
+    import random
+
+    rng = random.Random(split)
+    sizes = [0, 5, 300] if split < 100 else [0, 5, 70_000, 262_144, 600_000]
+    frames = [(FrameType.HELLO, sid, rng.randbytes(rng.choice(sizes))) for sid in range(1, 40)]
+    data = b"".join(HEADER.pack(t, 0, s, len(p)) + p for t, s, p in frames)
+    channel, got = _recording_channel()
+    for i in range(0, len(data), split):
+        channel.data_received(data[i:i + split])
+    assert got == frames
+    assert channel._rstart == channel._rend == 0  # nothing left over, the buffer is reused from its start
+    assert len(channel._rbuf) < 2 << 20  # grown at most to hold the largest frame
+
+
+async def test_the_transport_reads_into_one_reused_buffer():
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    got: list[tuple[int, int, bytes]] = []
+    _t, channel = await loop.create_unix_connection(
+        lambda: Channel(lambda t, s, p: got.append((t, s, p)), lambda _e: None), sock=a)
+    buffers: set[int] = set()
+    get_buffer = channel.get_buffer
+    channel.get_buffer = lambda hint: (buffers.add(id(channel._rbuf)), get_buffer(hint))[1]  # type: ignore[method-assign]
+    payloads = [bytes([i]) * (i * 997) for i in range(1, 200)]
+    b.setblocking(False)
+    writer_t, _ = await loop.create_unix_connection(asyncio.Protocol, sock=b)
+    for i, p in enumerate(payloads, 1):
+        writer_t.write(HEADER.pack(FrameType.HELLO, 0, i, len(p)) + p)
+        if i % 17 == 0:
+            await asyncio.sleep(0)
+    for _ in range(200):
+        if len(got) == len(payloads):
+            break
+        await asyncio.sleep(0.01)
+    assert [p for _t, _s, p in got] == payloads
+    assert len(buffers) == 1  # the transport used get_buffer (recv_into), always into the same bytearray
+    writer_t.close()
+    _t.close()
