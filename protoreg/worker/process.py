@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -58,6 +59,22 @@ class WorkerStream:
     def abort(self) -> None:
         """Cancel the handler (client gone, timeout): the worker cancels its task and closes its stream."""
         self.worker._abort(self)
+
+
+#: Threads reading FILE frames' files (see _file_reader). Measured on 2 vCPUs (64 MiB ipfs file in a loop):
+#: parent CPU per 64 MiB 118-144 ms with 1 thread, 120-137 with the default pool's 6, 94-97 with 2.
+FILE_READ_THREADS = 2
+_FILE_READERS: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _file_reader() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that read and hash FILE frames' files, shared by all workers of this process. Few on purpose:
+    the reads release the GIL, but every hand-back takes it, and the loop's default pool (CPUs + 4 threads)
+    spent more time handing the GIL around than hashing (docs/benchmarks.md, bench/ipfs_read.py)."""
+    global _FILE_READERS
+    if _FILE_READERS is None:
+        _FILE_READERS = concurrent.futures.ThreadPoolExecutor(FILE_READ_THREADS, thread_name_prefix="protoreg-file")
+    return _FILE_READERS
 
 
 def _exit_reason(code: int | None) -> str:
@@ -413,7 +430,7 @@ class WorkerProcess:
 
         try:
             return await asyncio.get_running_loop().run_in_executor(
-                None, read_verified, self.data_dir, ref, f"handler for {self.label}")
+                _file_reader(), read_verified, self.data_dir, ref, f"handler for {self.label}")
         except HandlerError as exc:
             exc.extension = self.label
             raise
