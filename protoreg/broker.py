@@ -23,8 +23,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from protoreg._text import clip
 from protoreg._fs import remove_tree
+from protoreg._text import clip
 from protoreg.audit import AuditLog
 from protoreg.errors import PermissionDenied
 from protoreg.policy.matchpatterns import MatchPattern, parse_pattern

@@ -142,7 +142,8 @@ class ResponseCache:
                 lookup = False
         return lookup, store and method == "GET"
 
-    def get(self, extension_id: str, url: str, origin: str, headers: Iterable[tuple[str, str]]) -> CachedResponse | None:
+    def get(self, extension_id: str, url: str, origin: str,
+            headers: Iterable[tuple[str, str]]) -> CachedResponse | None:
         base = (extension_id, url, origin)
         found = self._variants.get(base)
         if found is None:

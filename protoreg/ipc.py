@@ -27,6 +27,7 @@ import asyncio
 import collections
 import json
 import mmap
+import re
 import struct
 from collections.abc import Awaitable, Callable
 from enum import IntEnum
@@ -52,6 +53,10 @@ DEFAULT_WINDOW: Final = 2 * 1024 * 1024
 #: What a DATA frame costs in flow-control credit besides its payload, on both sides: a stream's window bounds the
 #: frames queued for it as well as its bytes (a peer can't queue millions of tiny chunks).
 FRAME_COST: Final = 64
+#: A sha256 as FILE frames name it: 64 lowercase hex digits.
+SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
+#: Frames queued in one event-loop iteration after which they are written without waiting for its end.
+FLUSH_FRAMES: Final = 16
 #: What a FILE frame costs in credit: the parent holds the reference, not the bytes, and reads at most
 #: ``READ_AHEAD`` referenced files ahead of its consumer, so a reference is charged as a small control frame and a
 #: worker can queue a long file's worth of them without a credit round trip per block.
@@ -292,8 +297,8 @@ def _file_ref(payload: bytes) -> dict[str, Any]:
     """A FILE frame's reference, its types and bounds checked (the path itself is checked where it is opened)."""
     ref = decode_json(payload)
     path, digest, offset, length = ref.get("path"), ref.get("sha256"), ref.get("offset"), ref.get("length")
-    if not (isinstance(path, str) and 0 < len(path) <= 4096 and isinstance(digest, str) and len(digest) == 64
-            and all(c in "0123456789abcdef" for c in digest)):
+    if not (isinstance(path, str) and 0 < len(path) <= 4096 and isinstance(digest, str)
+            and SHA256_HEX.fullmatch(digest)):
         raise ProtocolViolation("FILE frame without a relative path and a lowercase hex sha256")
     if not (type(offset) is int and type(length) is int and 0 <= offset and 0 < length
             and offset + length <= MAX_FILE):
@@ -539,8 +544,12 @@ class Channel(asyncio.BufferedProtocol):
         if self._flush_handle is None:  # the first write of this iteration goes out at once (latency) ...
             self._flush_handle = self._loop.call_soon(self._flush)
             self._transport.write(data)
-        else:  # ... the next ones together when the iteration ends (throughput)
-            self._pending.append(data)
+        else:  # ... the next ones together when the iteration ends (throughput), or once FLUSH_FRAMES wait:
+            pending = self._pending  # a sender that never yields (FILE references of a whole file, sent in one
+            pending.append(data)     # loop iteration) must not hold back what the peer could start on
+            if len(pending) >= FLUSH_FRAMES:
+                self._transport.write(b"".join(pending))
+                pending.clear()
 
     def _flush(self) -> None:
         self._flush_handle = None

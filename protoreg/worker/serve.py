@@ -16,7 +16,16 @@ from typing import Any
 from yarl import URL
 
 from protoreg.errors import MessageError, PermissionDenied, UnknownMessage
-from protoreg.ipc import MAX_CHUNK, MAX_FILE, Channel, FrameType, decode_json, encode_head, encode_json
+from protoreg.ipc import (
+    MAX_CHUNK,
+    MAX_FILE,
+    SHA256_HEX,
+    Channel,
+    FrameType,
+    decode_json,
+    encode_head,
+    encode_json,
+)
 from protoreg.messages import FileSlice, Request, Response, check_header, check_status
 from protoreg.worker.loader import BundleFinder, load_script
 
@@ -238,17 +247,13 @@ class WorkerServer:
     async def _send_slice(self, stream: int, piece: FileSlice, script: str) -> None:
         """A FileSlice: by reference (a FILE frame; the parent reads and verifies it), or for a file over MAX_FILE
         read and verified here and sent as data."""
-        import hashlib
-        import hmac
-
         from protoreg.worker.files import plain_relative
 
         channel = self.channel
         assert channel is not None
         root, path = self.data_dir, piece.path
         digest = piece.sha256.lower() if isinstance(piece.sha256, str) else ""
-        if root is None or not plain_relative(path) or len(digest) != 64 or \
-                any(c not in "0123456789abcdef" for c in digest):
+        if root is None or not plain_relative(path) or not SHA256_HEX.fullmatch(digest):
             raise HandlerFault(502, f"handler {script} streamed {piece!r}: a FileSlice needs a data dir (the "
                                     "\"storage\" permission), a relative path inside it and a hex sha256")
         offset, length = piece.offset, piece.length
@@ -268,6 +273,9 @@ class WorkerServer:
         if size <= MAX_FILE:
             await channel.send_file(stream, {"path": path, "sha256": digest, "offset": offset, "length": length})
             return
+        import hashlib
+        import hmac
+
         with open(os.path.join(root, path), "rb") as f:
             data = f.read()
         if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), digest):
