@@ -3,7 +3,8 @@
     python bench/url_resolve.py
 
 yarl can't resolve against a custom-scheme base (it returns the reference unchanged), so it gets the same
-references against the https form of each base: the work a yarl user would actually do.
+references against the https form of each base: the work a yarl user would actually do. One row calls
+protoreg.policy.urls.resolve directly, without the registry's LRU cache, to show what a cache miss costs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import ada_url
 from yarl import URL
 
 from bench._common import bench_registry
+from protoreg.policy import urls
 
 BASES = ["web+bench://bafy.example/dir/sub/page.html", "web+bench://site.example:8080/a/b/c?q=1"]
 REFS = ["../img/logo.png", "./style.css", "/abs/path.js?x=1", "other.html#frag", "?query=2", "//cdn.example/x",
@@ -54,6 +56,8 @@ def main() -> None:
     yarl_bases = {b: URL(https_bases[b]) for b in BASES}
     ours = measure(lambda base, ref: reg.resolve(ref, base=base))
     uncached = measure(lambda base, ref: reg.resolve(ref, base=base), unique=True)
+    schemes = reg.schemes
+    direct = measure(lambda base, ref: urls.resolve(ref, base, registered=schemes), unique=True)
     ada = measure(lambda base, ref: ada_url.join_url(https_bases[base], ref.replace("web+bench:", "https:")),
                   unique=True)
     yarl_rep = measure(lambda base, ref: yarl_bases[base].join(URL(ref.replace("web+bench:", "https:"))))
@@ -62,6 +66,8 @@ def main() -> None:
           " (yarl on the same repeated inputs)")
     print(f"{'reg.resolve, unique inputs':<52} {uncached:>10,.0f} ops/s   ours/yarl {uncached / yarl:5.2f}x "
           "(goal >= 1.0)")
+    print(f"{'urls.resolve (no registry cache), unique inputs':<52} {direct:>10,.0f} ops/s   ours/yarl "
+          f"{direct / yarl:5.2f}x")
     print(f"{'ada_url.join_url (https, no URL object), unique':<52} {ada:>10,.0f} ops/s   ours/ada  "
           f"{uncached / ada:5.2f}x")
     print(f"{'yarl.URL.join (https), repeated inputs':<52} {yarl_rep:>10,.0f} ops/s")
