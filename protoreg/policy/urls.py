@@ -51,6 +51,12 @@ def _parse_public(text: str, base: str | None) -> _Parsed:
     return (ada_url.normalize_url(text) if base is None else ada_url.join_url(base, text)), None
 
 
+#: Inputs on which the C API must answer as ada_url's public functions do before it is used.
+_SELF_CHECK: Final = [("../d?q#f", "https://a.example/b/c"), ("//u:p@[::1]:8/x?y", "web+x://h:1/p"), ("z", "x:/y"),
+                      ("HTTPS://%41.example:443/./b/../c?#", None), ("b", "file:///a"), ("http://[", None),
+                      ("x", "https://"), ("web+x:/.//p#a?b", None)]
+
+
 def _c_api_parser() -> Callable[[str, str | None], _Parsed] | None:
     """ada through its C API, in the cffi module ada-url ships (the one its public functions call): (href, component
     offsets), with the same ValueError('Invalid URL') as :func:`_parse_public`. None if the module is missing, has
@@ -102,10 +108,6 @@ def _c_api_parser() -> Callable[[str, str | None], _Parsed] | None:
     return parse_c
 
 
-#: Inputs on which the C API must answer as ada_url's public functions do before it is used.
-_SELF_CHECK: Final = [("../d?q#f", "https://a.example/b/c"), ("//u:p@[::1]:8/x?y", "web+x://h:1/p"), ("z", "x:/y"),
-                      ("HTTPS://%41.example:443/./b/../c?#", None), ("b", "file:///a"), ("http://[", None),
-                      ("x", "https://"), ("web+x:/.//p#a?b", None)]
 _parse_c = _c_api_parser()
 #: How ada is called: its C API when available (the fast path; :data:`FAST_PARSER` is then True), else ada_url's
 #: public functions. Both give the same hrefs; only the C API gives the component offsets.
