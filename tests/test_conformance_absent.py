@@ -11,7 +11,8 @@ import pytest
 
 from tests.conftest import ROOT
 
-USERS = ["tests/policy/test_trust.py", "tests/policy/test_urls.py", "tests/policy/test_csp.py",
+USERS = ["tests/policy/test_trust.py", "tests/policy/test_urls.py", "tests/policy/test_urls_parser.py",
+         "tests/policy/test_csp.py",
          "tests/handlers/ipfs/test_car.py",
          "tests/handlers/ipfs/test_unixfs.py", "tests/handlers/ipfs/test_gateway.py"]
 
