@@ -202,7 +202,7 @@ class InboundBody:
         while self._unstarted and self._ahead < READ_AHEAD:
             item = self._unstarted.popleft()
             assert self.resolve is not None
-            item.task = asyncio.ensure_future(self.resolve(item.ref))
+            item.task = asyncio.ensure_future(self.resolve(item.ref))  # a future as is; a coroutine as a task
             item.task.add_done_callback(_retrieve)
             self._ahead += 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -16,7 +17,7 @@ from protoreg.errors import DataDirFull, HandlerError, WorkerCrashed
 from protoreg.worker.bootstrap import encode_init
 from protoreg.worker.config import WorkerConfig
 from protoreg.worker.pool import ExtensionPool
-from protoreg.worker.process import WorkerProcess, WorkerStream
+from protoreg.worker.process import FILE_READ_THREADS, WorkerProcess, WorkerStream
 
 if TYPE_CHECKING:
     from protoreg.registry import Extension, Registry
@@ -58,6 +59,8 @@ class WorkerManager:
         self._warned_cgroup = False
         self._closing: set[asyncio.Task[None]] = set()  # pools of updated extensions, draining
         self._disk_watch: asyncio.Task[None] | None = None
+        #: Reads and verifies FILE frames' files for every worker here (threads start on first use, end at close).
+        self.file_reader = _file_reader()
         self._disk_used: dict[str, int] = {}  # data dir -> bytes at its last measurement
 
     async def start(self) -> None:
@@ -243,6 +246,7 @@ class WorkerManager:
         worker.extension_id, worker.sandbox = ext.id, sandbox
         # the directory it writes (and its FILE frames may name), and its cap: kept even if the grant changes later
         worker.data_dir, worker.disk_max = config["data_dir"], disk_max
+        worker.file_reader = self.file_reader
         hello = await worker.specialise(ext.id if sandbox is None else f"{ext.id}#{sandbox}", payload)
         for scheme, err in (hello.get("load_errors") or {}).items():
             worker.logger.error("extension %s, scheme %s: %s", ext.id, printable(str(scheme)), printable(str(err)))
@@ -353,3 +357,11 @@ class WorkerManager:
             with contextlib.suppress(Exception):
                 await spare
         await asyncio.gather(*(w.stop() for w in list(self._processes)), return_exceptions=True)
+        # Idle threads end at once; a read in flight (at most one MAX_FILE file per thread) finishes first: no
+        # thread outlives the session. A fresh executor (no thread until used) in case the manager is started again.
+        old, self.file_reader = self.file_reader, _file_reader()
+        old.shutdown(wait=True, cancel_futures=True)
+
+
+def _file_reader() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(FILE_READ_THREADS, thread_name_prefix="protoreg-file")

@@ -61,20 +61,21 @@ class WorkerStream:
         self.worker._abort(self)
 
 
-#: Threads reading FILE frames' files (see _file_reader). Measured on 2 vCPUs (64 MiB ipfs file in a loop):
-#: parent CPU per 64 MiB 118-144 ms with 1 thread, 120-137 with the default pool's 6, 94-97 with 2.
+#: Threads reading FILE frames' files, per WorkerManager. Few on purpose: the reads release the GIL, but every
+#: hand-back takes it, and the loop's default pool (CPUs + 4 threads) spent more time handing the GIL around than
+#: hashing. Measured on 2 vCPUs (64 MiB ipfs file in a loop): parent CPU per 64 MiB 118-144 ms with 1 thread,
+#: 120-137 with the default pool's 6, 94-97 with 2 (docs/benchmarks.md, bench/ipfs_read.py).
 FILE_READ_THREADS = 2
-_FILE_READERS: concurrent.futures.ThreadPoolExecutor | None = None
 
 
-def _file_reader() -> concurrent.futures.ThreadPoolExecutor:
-    """The threads that read and hash FILE frames' files, shared by all workers of this process. Few on purpose:
-    the reads release the GIL, but every hand-back takes it, and the loop's default pool (CPUs + 4 threads)
-    spent more time handing the GIL around than hashing (docs/benchmarks.md, bench/ipfs_read.py)."""
-    global _FILE_READERS
-    if _FILE_READERS is None:
-        _FILE_READERS = concurrent.futures.ThreadPoolExecutor(FILE_READ_THREADS, thread_name_prefix="protoreg-file")
-    return _FILE_READERS
+def _read_verified(root: str, ref: dict[str, Any], label: str) -> bytes:
+    from protoreg.worker.files import read_verified
+
+    try:
+        return read_verified(root, ref, f"handler for {label}")
+    except HandlerError as exc:
+        exc.extension = label
+        raise
 
 
 def _exit_reason(code: int | None) -> str:
@@ -117,6 +118,8 @@ class WorkerProcess:
         self.data_dir: str | None = None
         #: Bytes that data dir may hold (SandboxPolicy.disk_max; the manager's watcher enforces it), or None.
         self.disk_max: int | None = None
+        #: Where FILE frames' files are read (the manager's few threads; None: the loop's default executor).
+        self.file_reader: concurrent.futures.Executor | None = None
         self._streams: dict[int, WorkerStream] = {}
         self._next_id = 1
         self._hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -424,16 +427,11 @@ class WorkerProcess:
                 return
             self.channel.send_json(FrameType.RESULT, st.id if st is not None else 0, reply)
 
-    async def _read_file(self, ref: dict[str, Any]) -> bytes:
-        """The bytes a FILE frame names, read and verified in a thread (protoreg/worker/files.py)."""
-        from protoreg.worker.files import read_verified
-
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                _file_reader(), read_verified, self.data_dir, ref, f"handler for {self.label}")
-        except HandlerError as exc:
-            exc.extension = self.label
-            raise
+    def _read_file(self, ref: dict[str, Any]) -> asyncio.Future[bytes]:
+        """The bytes a FILE frame names, read and verified in a thread (protoreg/worker/files.py): the executor's
+        future itself, so that a block costs the loop no task of its own."""
+        return asyncio.get_running_loop().run_in_executor(self.file_reader, _read_verified, self.data_dir, ref,
+                                                          self.label)
 
     def _on_frame(self, ftype: int, sid: int, payload: bytes) -> None:
         if ftype == FrameType.CALL:

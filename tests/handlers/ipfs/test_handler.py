@@ -176,6 +176,7 @@ async def test_local_raw_leaves_go_by_reference_and_a_corrupt_one_is_caught_by_t
     """The handler names each locally held raw leaf (a FILE frame) instead of sending it; the parent verifies it.
     Checked from the parent: how many references arrived, and what a block corrupted on disk does."""
     import os
+    import threading
 
     import protoreg
     from protoreg.ipc import InboundBody
@@ -201,3 +202,6 @@ async def test_local_raw_leaves_go_by_reference_and_a_corrupt_one_is_caught_by_t
         assert resp.status == 200
         with pytest.raises(protoreg.HandlerError, match="does not have the sha256"):
             await resp.read()
+        assert any(t.name.startswith("protoreg-file") for t in threading.enumerate())
+    # the threads that read FILE frames end with the session
+    assert not any(t.name.startswith("protoreg-file") for t in threading.enumerate())
