@@ -193,6 +193,11 @@ class ResponseCache:
         for key in [k for k in self._entries if k[:3] == base]:
             self._drop(key)
 
+    def stats(self) -> dict[str, int]:
+        """What the dashboard shows: entries, bytes held and allowed, hits and misses since the session started."""
+        return {"entries": len(self._entries), "bytes": self.size, "max_bytes": self.max_bytes, "hits": self.hits,
+                "misses": self.misses}
+
     def clear(self) -> None:
         self._entries.clear()
         self._variants.clear()

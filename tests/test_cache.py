@@ -285,3 +285,5 @@ async def test_the_gateway_answers_a_repeat_from_the_cache_with_its_policy_heade
     assert big[1].headers["X-Served"] == big[0].headers["X-Served"]
     count = await client.get("/count", headers=headers)
     assert await count.text() == "3"  # /page, /big and this one reached the handler; the repeats did not
+    board = await (await client.get("/", headers={"Host": "localhost:8080"})).text()
+    assert "Response cache: 2 answers" in board and "2 hits" in board

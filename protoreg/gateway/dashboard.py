@@ -73,9 +73,20 @@ def status(registry: Any, session: Any) -> dict[str, Any]:
                                           "permissions": sorted(grants.permissions),
                                           "host_permissions": [p.text for p in grants.hosts]})
     audit = getattr(session, "audit", None)
+    cache = getattr(session, "cache", None)
     return {"extensions": exts, "sandbox": _sandbox_report(), "workers": session.workers.stats(),
+            "response_cache": cache.stats() if cache is not None else None,
             "audit": [dict(r) for r in audit.recent(50)] if audit is not None else None,
             **grant_panels.status(registry, session)}
+
+
+def _cache_note(stats: dict[str, int] | None) -> str:
+    if stats is None:
+        return "<p class=note>The response cache is off (<code>response_cache_bytes=0</code>).</p>"
+    return (f"<p class=note>Response cache: {stats['entries']} answers, {stats['bytes'] / 2**20:.1f} of "
+            f"{stats['max_bytes'] / 2**20:.0f} MiB, {stats['hits']} hits and {stats['misses']} misses. It keeps only "
+            "answers a handler marks <code>immutable</code> (ipfs content) and repeats them without a worker "
+            "round trip; revocation, CORS, CSP, filters and content scripts still apply to every answer.</p>")
 
 
 def _badge(ok: bool, yes: str, no: str) -> str:
@@ -170,6 +181,7 @@ async def render(request: web.Request, registry: Any, session: Any, target: Gate
         + "<h2>Workers</h2>"
         + _table(["extension", "pid", "state", "RSS", "served", "in flight"], worker_rows,
                  "No worker is running (they start on the first request).")
+        + _cache_note(data["response_cache"])
         + f"<h2 id=audit>Audit log</h2>{panels['audit']}"
     )
     return web.Response(text=body, content_type="text/html", headers=grant_panels.dashboard_headers())

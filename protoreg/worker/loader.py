@@ -8,7 +8,6 @@ disk after install therefore changes nothing until the extension is reinstalled.
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import linecache
@@ -19,7 +18,7 @@ from types import ModuleType
 __all__ = ["BundleFinder", "load_script"]
 
 
-class BundleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class BundleFinder:  # a meta path finder and loader by protocol: importlib.abc would pull in tempfile, shutil, bz2, lzma
     """A meta-path finder serving modules from an in-memory ``{relative/path.py: bytes}`` mapping."""
 
     def __init__(self, files: Mapping[str, bytes], label: str) -> None:
