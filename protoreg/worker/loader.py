@@ -18,7 +18,7 @@ from types import ModuleType
 __all__ = ["BundleFinder", "load_script"]
 
 
-class BundleFinder:  # a meta path finder and loader by protocol: importlib.abc would pull in tempfile, shutil, bz2, lzma
+class BundleFinder:  # a meta path finder and loader by protocol (importlib.abc imports tempfile, shutil, bz2, lzma)
     """A meta-path finder serving modules from an in-memory ``{relative/path.py: bytes}`` mapping."""
 
     def __init__(self, files: Mapping[str, bytes], label: str) -> None:
