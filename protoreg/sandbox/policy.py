@@ -98,7 +98,19 @@ def python_read_paths() -> tuple[str, ...]:
     base = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})
     paths.update(ours[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if ours.get(key))
     paths.update(base[key] for key in ("stdlib", "platstdlib") if base.get(key))
+    paths.update(interpreter_files())
     return tuple(sorted({os.path.realpath(p) for p in paths if os.path.exists(p)}))
+
+
+def interpreter_files() -> tuple[str, ...]:
+    """The interpreter's executable and its shared libpython, if any: a worker has them mapped already and never
+    opens them, but a sampling profiler (py-spy) reads them through the worker's root to find the interpreter's
+    symbols. Read-only like the rest; the worker can't execute anything (seccomp denies execve)."""
+    files = [sys.executable]
+    libdir, soname = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
+    if sysconfig.get_config_var("Py_ENABLE_SHARED") and libdir and soname:
+        files.append(os.path.join(libdir, soname))
+    return tuple(os.path.realpath(f) for f in files if f and os.path.isfile(f))
 
 
 def default_read_paths(bundle_dir: str | os.PathLike[str]) -> tuple[str, ...]:

@@ -91,6 +91,24 @@ async def test_stat_readlink_and_listing_reveal_nothing_of_the_host(arena, tmp_p
         assert "etc" not in listing["detail"] or "shadow" not in listing["detail"]
 
 
+@needs("filesystem")
+async def test_the_interpreter_is_in_a_worker_root_read_only_so_a_profiler_can_sample_it(arena):
+    """py-spy reads the interpreter's symbols through /proc/<pid>/root; the minimal root holds the executable and
+    libpython (the worker has them mapped already), read-only, and nothing else of their directories."""
+    from protoreg.sandbox.policy import interpreter_files, python_read_paths
+
+    session, _, _ = arena
+    await victim_still_serves(session)
+    pid = next(w.pid for w in session.workers.workers())
+    mounts = {line.split()[4]: line.split()[5] for line in open(f"/proc/{pid}/mountinfo")}
+    for path in interpreter_files():
+        assert os.path.isfile(f"/proc/{pid}/root{path}") and mounts[path].startswith("ro,")
+        parent = os.path.dirname(path)
+        bound = {os.path.basename(p) for p in interpreter_files()} | {
+            p[len(parent) + 1:].split("/")[0] for p in python_read_paths() if p.startswith(parent + "/")}
+        assert set(os.listdir(f"/proc/{pid}/root{parent}")) <= bound  # not the rest of bin/ or lib/
+
+
 @needs("seccomp")
 async def test_inotify_can_not_watch_host_directories(arena, tmp_path):
     session, _, _ = arena
