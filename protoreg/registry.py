@@ -170,6 +170,7 @@ class Registry:
         self._trustworthy: frozenset[str] = frozenset()
         # yarl.URLs are immutable, so resolutions can be shared; the cache is cleared whenever schemes change.
         self._resolve_cached = functools.lru_cache(maxsize=4096)(self._resolve_uncached)
+        self._origins: dict[tuple[str, str], origins.Origin] = {}
         self.extensions: Mapping[str, Extension] = MappingProxyType(self._extensions)
         self.schemes: Mapping[str, SchemeEntry] = MappingProxyType(self._schemes)
 
@@ -331,6 +332,16 @@ class Registry:
         return urls.resolve(url, base, registered=self._schemes)
 
     def origin(self, url: str | URL) -> origins.Origin:
+        if isinstance(url, URL) and url.scheme in self._schemes and url.raw_host:
+            # A registered scheme's origin is (scheme, host): the same object for every URL of that origin, so a
+            # request that needs it three times (routing, CORS, the response) builds it once.
+            key = (url.scheme, url.raw_host)
+            found = self._origins.get(key)
+            if found is None:
+                if len(self._origins) >= 4096:
+                    self._origins.clear()
+                found = self._origins[key] = origins.Origin.tuple(*key)
+            return found
         return origins.origin_of(url if isinstance(url, URL) else str(url), registered=self._schemes)
 
     def is_potentially_trustworthy(self, target: origins.Origin | str | URL) -> bool:

@@ -322,3 +322,20 @@ def test_a_failing_subscriber_is_logged_and_does_not_stop_the_others(tmp_path, c
     reg.install(make_ext(tmp_path / "a", "a@x", ["web+a"]))
     assert heard == ["installed"] and "a@x" in reg.extensions
     assert "listener" in caplog.text and "boom" in caplog.text
+
+
+def test_origins_of_a_registered_scheme_are_built_once_per_origin_and_equal_the_general_algorithm(tmp_path):
+    from protoreg.policy.origins import origin_of
+
+    reg = protoreg.Registry()
+    reg.install(make_ext(tmp_path / "a", "a@test", ["web+a"]))
+    first = reg.origin(URL("web+a://h/x?q=1"))
+    again = reg.origin(URL("web+a://h/other#f"))
+    assert first is again  # the cached path, taken for URL objects of a registered scheme
+    assert first == origin_of(URL("web+a://h/x"), registered={"web+a"}) and first.serialize() == "web+a://h"
+    assert reg.origin("web+a://h/y") == first  # strings go the general way, to an equal origin
+    assert reg.origin(URL("web+a://other/")) != first and not reg.origin(URL("web+a://other/")).same_origin(first)
+    https = reg.origin(URL("https://h:8443/"))  # other schemes: the general algorithm (ports count)
+    assert https.serialize() == "https://h:8443" and reg.origin(URL("https://h:8443/")) is not https
+    opaque = reg.origin(URL("web+unknown://h/"))
+    assert opaque.is_opaque and opaque != reg.origin(URL("web+unknown://h/"))  # never shared

@@ -48,10 +48,15 @@ class Origin:
 
     def serialize(self) -> str:
         """``"ipfs://cid"``, ``"https://a.example:8443"``, or ``"null"`` for an opaque origin."""
-        if self.is_opaque:
-            return "null"
-        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
-        return f"{self.scheme}://{host}" + (f":{self.port}" if self.port is not None else "")
+        text = self.__dict__.get("_serialized")  # computed once: origins are immutable and serialized per request
+        if text is None:
+            if self.is_opaque:
+                text = "null"
+            else:
+                host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+                text = f"{self.scheme}://{host}" + (f":{self.port}" if self.port is not None else "")
+            object.__setattr__(self, "_serialized", text)
+        return text
 
     def same_origin(self, other: Origin) -> bool:
         """True only for two tuple origins with equal scheme, host and port (opaque: never, not even itself)."""
