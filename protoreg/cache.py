@@ -4,7 +4,7 @@ A handler answer such as an ``ipfs://`` file (``Cache-Control: public, max-age=2
 bytes for every request that varies the same way, so the parent may answer repeats itself, without a round trip
 to the worker. Only what the handler explicitly promises is stored:
 
-* the request is a ``GET`` (a ``HEAD`` is answered from a stored ``GET``) with no ``Range``, conditional
+* the request is a ``GET`` without a body (a ``HEAD`` is answered from a stored ``GET``) with no ``Range``, conditional
   (``If-*``), ``Authorization`` or ``Cookie`` header, and does not ask to bypass caches (``Cache-Control:
   no-cache``/``no-store``/``max-age=0``, ``Pragma: no-cache``: such a request goes to the handler and its answer
   refreshes the entry);
@@ -29,11 +29,11 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["CachedResponse", "ResponseCache", "freshness_lifetime"]
+__all__ = ["CachedResponse", "Collector", "ResponseCache", "freshness_lifetime"]
 
 #: Request headers that make an answer specific to the requester or to part of the body: never from the cache.
 _BYPASS_HEADERS: Final = frozenset({"range", "authorization", "cookie", "if-match", "if-none-match",
@@ -86,6 +86,41 @@ class CachedResponse:
         return [*self.headers, ("Age", str(int(time.monotonic() - self.stored)))]
 
 
+class Collector:
+    """The body of one answer being read, kept for the cache: ``add`` each chunk's size before holding on to it
+    (False: over a limit, stop collecting), then ``finish`` with the whole body, or ``abandon``. Either one ends
+    it and gives its bytes back to the cache's collect budget."""
+
+    __slots__ = ("_cache", "_done", "_store", "size")
+
+    def __init__(self, cache: ResponseCache, store: Callable[[bytes], object]) -> None:
+        self._cache, self._store = cache, store
+        self._done = False
+        self.size = 0
+
+    def add(self, n: int) -> bool:
+        cache = self._cache
+        if self._done or self.size + n > cache.max_entry or cache.collecting + n > cache.collect_max:
+            self.abandon()
+            return False
+        cache.collecting += n
+        self.size += n
+        return True
+
+    def finish(self, body: bytes) -> None:
+        if self._done:
+            return
+        self.abandon()
+        if len(body) <= self._cache.max_entry:
+            self._store(body)
+
+    def abandon(self) -> None:
+        if not self._done:
+            self._done = True
+            self._cache.collecting -= self.size
+            self.size = 0
+
+
 def _vary_names(headers: Iterable[tuple[str, str]]) -> tuple[str, ...]:
     names: list[str] = []
     for name, value in headers:
@@ -111,6 +146,10 @@ class ResponseCache:
     def __init__(self, max_bytes: int = 64 << 20, max_entry: int = 4 << 20) -> None:
         self.max_bytes = max_bytes
         self.max_entry = min(max_entry, max_bytes)
+        #: Bytes of bodies being collected for storing, over all streams at once: a stream holds on to its chunks
+        #: until its end, so many concurrent streams of large immutable answers must not multiply memory.
+        self.collect_max = max(self.max_entry, max_bytes // 4)
+        self.collecting = 0
         self.size = 0
         self.hits = 0
         self.misses = 0
@@ -192,6 +231,10 @@ class ResponseCache:
     def forget_url(self, base: tuple[str, str, str]) -> None:
         for key in [k for k in self._entries if k[:3] == base]:
             self._drop(key)
+
+    def collector(self, store: Callable[[bytes], object]) -> Collector:
+        """Collects a streamed body within max_entry and collect_max, then ``store``s it (see Collector)."""
+        return Collector(self, store)
 
     def stats(self) -> dict[str, int]:
         """What the dashboard shows: entries, bytes held and allowed, hits and misses since the session started."""

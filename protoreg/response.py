@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -12,6 +12,7 @@ from yarl import URL
 from protoreg.errors import HandlerError, HandlerTimeout
 
 if TYPE_CHECKING:
+    from protoreg.cache import Collector
     from protoreg.ipc import InboundBody
     from protoreg.policy.origins import Origin
     from protoreg.worker.process import WorkerStream
@@ -43,8 +44,7 @@ class FetchResponse:
         timeout: float | None = None,
         redirected: bool = False,
         error: HandlerError | None = None,
-        on_complete: Callable[[bytes], None] | None = None,
-        max_complete: int = 0,
+        collector: Collector | None = None,
     ) -> None:
         self.url = url
         self.status = status
@@ -58,10 +58,9 @@ class FetchResponse:
         self._stream = stream
         self._timeout = timeout
         self._consumed = False
-        #: Called with the whole body once it has been read to its end, if it is at most max_complete bytes
-        #: (the session stores immutable answers this way: protoreg/cache.py).
-        self._on_complete = on_complete
-        self._max_complete = max_complete
+        #: Gets the whole body once it has been read to its end (the session stores immutable answers this way:
+        #: protoreg/cache.py), within the cache's limits; abandoned if the body is cut off or left unread.
+        self._collector = collector
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:
@@ -95,27 +94,31 @@ class FetchResponse:
         body: InboundBody | None = st.body
         if body is None:
             return
-        keep, kept, size = self._on_complete, [], 0
+        col, kept = self._collector, []
         try:
             while True:
                 try:
                     chunk = await body.next_chunk(self._timeout)
                 except StopAsyncIteration:
-                    if keep is not None:
-                        keep(b"".join(kept))
+                    if col is not None:
+                        self._collector = None
+                        col.finish(b"".join(kept))
                     return
                 except TimeoutError:
                     raise HandlerTimeout(
                         f"handler for {st.worker.label} sent no body data for {self._timeout:g}s "
                         f"while answering {self.url}", extension=st.worker.label) from None
-                if keep is not None:
-                    size += len(chunk)
-                    if size > self._max_complete:
-                        keep, kept = None, []
-                    else:
+                if col is not None:
+                    if col.add(len(chunk)):
                         kept.append(chunk)
+                    else:  # over the entry or the cache's collect limit: not kept, and nothing held
+                        col, kept = None, []
+                        self._collector = None
                 yield chunk
         finally:
+            if self._collector is not None:
+                self._collector.abandon()
+                self._collector = None
             if not body.finished:
                 st.abort()
 
@@ -129,8 +132,9 @@ class FetchResponse:
                 # The whole body is already here (a small response): take it without an async generator.
                 self._consumed, self._stream = True, None
                 self._buffered = st.body.take_all()
-                if self._on_complete is not None and len(self._buffered) <= self._max_complete:
-                    self._on_complete(self._buffered)
+                if self._collector is not None:
+                    col, self._collector = self._collector, None
+                    col.finish(self._buffered)
             else:
                 self._buffered = b"".join([chunk async for chunk in self.stream()])
         return self._buffered
@@ -144,6 +148,9 @@ class FetchResponse:
     def close(self) -> None:
         """Release the response; an unread streamed body is aborted (the handler's task is cancelled)."""
         st, self._stream = self._stream, None
+        if self._collector is not None:
+            self._collector.abandon()
+            self._collector = None
         if st is not None and st.body is not None and not st.body.finished:
             st.abort()
 

@@ -333,7 +333,7 @@ class Session:
         ext = entry.extension
         cache, href = self.cache, str(url)
         store = False
-        if cache is not None and not preflight:
+        if cache is not None and not preflight and payload is None:  # a body may change the answer: never cached
             lookup, store = cache.usable(method, items)
             if lookup and (hit := cache.get(ext.id, href, origin_text or "", items)) is not None:
                 return hit.status, hit.response_headers(), _Cached(hit.body), None
@@ -362,8 +362,8 @@ class Session:
             timer.cancel()
         keep = None
         if store and status == 200 and freshness_lifetime(rheaders) is not None:
-            def keep(body: bytes, *, _c: ResponseCache = cache) -> None:  # type: ignore[assignment]
-                _c.put(ext.id, href, origin_text or "", items, status, rheaders, body)
+            keep = cache.collector(  # type: ignore[union-attr]
+                lambda body: cache.put(ext.id, href, origin_text or "", items, status, rheaders, body))  # type: ignore[union-attr]
         return status, rheaders, stream, keep
 
     def _watch(self, worker: WorkerProcess) -> None:
@@ -409,8 +409,7 @@ class Session:
             return FetchResponse(status=status, headers=out, type=tainting, body=getattr(stream, "data", b"")
                                  if method != "HEAD" else b"", **common)
         return FetchResponse(status=status, headers=out, type=tainting, stream=stream, timeout=timeout,
-                             on_complete=keep, max_complete=self.cache.max_entry if keep is not None else 0,
-                             **common)
+                             collector=keep, **common)
 
 
 class _NoStream:

@@ -287,3 +287,46 @@ async def test_the_gateway_answers_a_repeat_from_the_cache_with_its_policy_heade
     assert await count.text() == "3"  # /page, /big and this one reached the handler; the repeats did not
     board = await (await client.get("/", headers={"Host": "localhost:8080"})).text()
     assert "Response cache: 2 answers" in board and "2 hits" in board
+
+
+def test_collectors_share_one_budget_and_give_it_back():
+    cache = ResponseCache(max_bytes=4000, max_entry=1500)
+    assert cache.collect_max == 1500  # max(max_entry, max_bytes // 4)
+    stored = []
+    a, b = cache.collector(stored.append), cache.collector(stored.append)
+    assert a.add(1000) and not b.add(600)  # b would pass the budget: it stops collecting at once
+    assert cache.collecting == 1000 and not b.add(1)  # and stays stopped
+    assert not a.add(600) and cache.collecting == 0  # over max_entry: a gives its bytes back
+    c = cache.collector(stored.append)
+    assert c.add(700)
+    c.finish(b"x" * 700)
+    assert stored == [b"x" * 700] and cache.collecting == 0
+    d = cache.collector(stored.append)
+    assert d.add(10)
+    d.abandon()
+    d.finish(b"y")  # ended: nothing stored
+    assert cache.collecting == 0 and stored == [b"x" * 700]
+
+
+async def test_many_concurrent_large_answers_hold_at_most_the_collect_budget(cached):
+    cached.cache.collect_max = 4 << 20  # room for one 3 MiB body at a time
+    peak = 0
+    responses = [await cached.fetch("web+c://h/big") for _ in range(3)]  # three handler answers in flight
+    sizes = {r.stream(): 0 for r in responses}
+    live = list(sizes)
+    while live:  # read them in turns, so all three are collecting at once
+        for body in list(live):
+            try:
+                sizes[body] += len(await body.__anext__())
+            except StopAsyncIteration:
+                live.remove(body)
+            peak = max(peak, cached.cache.collecting)
+    assert list(sizes.values()) == [3 << 20] * 3  # every reader got its whole body
+    assert peak <= 4 << 20 and cached.cache.collecting == 0 and len(cached.cache) == 1
+
+
+async def test_a_get_with_a_body_is_never_answered_from_or_stored_in_the_cache(cached):
+    first = await cached.fetch("web+c://h/page", body=b"x")
+    assert await first.text() == "v1" and len(cached.cache) == 0
+    assert await (await cached.fetch("web+c://h/page")).text() == "v2"
+    assert await (await cached.fetch("web+c://h/page", body=b"x")).text() == "v3"
