@@ -29,8 +29,8 @@ from bench._common import PAYLOAD, bench_registry, row
 from protoreg.gateway import create_app
 from protoreg.gateway.app import SESSION
 from protoreg.gateway.hosts import to_gateway_url
-from protoreg.worker.config import WorkerConfig
 from protoreg.loops import tune_gc
+from protoreg.worker.config import WorkerConfig
 
 N = 20000
 CONC = 32
@@ -38,7 +38,8 @@ CONC = 32
 LOAD = """
 import asyncio, sys, time
 import aiohttp
-port, host, n, conc, size, path = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+port, host, path = int(sys.argv[1]), sys.argv[2], sys.argv[6]
+n, conc, size = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 async def main():
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc)) as client:
         async def run(count):
@@ -106,8 +107,9 @@ async def main() -> None:
     tune_gc()  # what protoreg serve does after start-up (protoreg/loops.py)
     owner = reg.lookup("web+bench").extension.id
     host = to_gateway_url(URL("web+bench://h/x"), f"localhost:{p2}", owner).raw_host
+    loop_name = "uvloop" if "--uvloop" in sys.argv else "asyncio"
     print(f"gateway benchmark (Python {sys.version.split()[0]}, {os.cpu_count()} cores, load average "
-          f"{os.getloadavg()[0]:.2f}, {'uvloop' if '--uvloop' in sys.argv else 'asyncio'}{', pinned to one CPU' if pin else ''})\n")
+          f"{os.getloadavg()[0]:.2f}, {loop_name}{', pinned to one CPU' if pin else ''})\n")
     c0 = cpu_seconds([])
     base = await load(p1, f"127.0.0.1:{p1}")
     c1 = cpu_seconds([])

@@ -220,7 +220,7 @@ async def test_file_references_are_read_at_most_read_ahead_in_front_of_the_consu
     await asyncio.sleep(0)
     assert not violations and running[0] == READ_AHEAD
     out = []
-    for i in range(40):
+    for _ in range(40):
         nxt = asyncio.ensure_future(body.next_chunk())
         await asyncio.sleep(0)
         for g in gates.values():
