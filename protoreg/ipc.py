@@ -361,6 +361,9 @@ class Channel(asyncio.BufferedProtocol):
         #: (_flush): 64 concurrent requests cost two syscalls instead of 64, each of which wakes the peer.
         self._pending: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
+        #: Set by the owner: True when other requests are in flight, so that the first frame of a loop iteration
+        #: may wait for the others (throughput) instead of leaving at once (latency of a lone request).
+        self.busy: Callable[[], bool] | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -543,6 +546,9 @@ class Channel(asyncio.BufferedProtocol):
             raise ConnectionResetError("channel closed")
         if self._flush_handle is None:  # the first write of this iteration goes out at once (latency) ...
             self._flush_handle = self._loop.call_soon(self._flush)
+            if self.busy is not None and self.busy():  # ... unless others are in flight: then it waits for the
+                self._pending.append(data)             # rest of the iteration too (one syscall, one wake-up)
+                return
             self._transport.write(data)
         else:  # ... the next ones together when the iteration ends (throughput), or once FLUSH_FRAMES wait:
             pending = self._pending  # a sender that never yields (FILE references of a whole file, sent in one

@@ -303,3 +303,35 @@ async def test_the_transport_reads_into_one_reused_buffer():
     assert len(buffers) == 1  # the transport used get_buffer (recv_into), always into the same bytearray
     writer_t.close()
     _t.close()
+
+
+async def test_while_others_are_in_flight_the_first_frame_waits_for_the_iteration():
+    channel, _peer, writes = await _pair()
+    channel.busy = lambda: True  # the owner has other requests in flight
+    for sid in range(1, 4):
+        channel.send(FrameType.REQUEST, sid, encode_head({"n": sid}))
+    assert writes == []  # nothing yet: the three leave together, waking the peer once
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert len(writes) == 1 and [s for _t, s, _p in _frames(writes[0])] == [1, 2, 3]
+    channel.busy = lambda: False  # a lone request leaves at once
+    channel.send(FrameType.REQUEST, 4, encode_head({"n": 4}))
+    assert len(writes) == 2
+    channel.close()
+
+
+async def test_a_worker_handle_reports_busy_only_with_other_requests_in_flight():
+    from protoreg.worker.config import WorkerConfig
+    from protoreg.worker.process import WorkerProcess
+
+    worker = await WorkerProcess.spawn(WorkerConfig(sandbox=None))
+    try:
+        busy = worker.channel.busy
+        assert busy is not None and not busy()
+        worker._streams[1] = object()  # type: ignore[assignment]
+        assert not busy()  # the request being sent is not "another"
+        worker._streams[2] = object()  # type: ignore[assignment]
+        assert busy()
+    finally:
+        worker._streams.clear()
+        await worker.stop()

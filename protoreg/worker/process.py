@@ -158,6 +158,9 @@ class WorkerProcess:
         )
         worker = cls(proc, channel, config)
         holder.append(worker)
+        # Under load (a gateway), the requests dispatched in one loop iteration leave in one write that wakes the
+        # worker once; a lone request still leaves at once. Measured in docs/benchmarks.md (bench/gateway.py).
+        channel.busy = lambda: len(worker._streams) > 1
         worker._tasks = [
             asyncio.ensure_future(worker._drain_output(proc.stdout, "stdout")),
             asyncio.ensure_future(worker._drain_output(proc.stderr, "stderr")),
