@@ -424,10 +424,8 @@ class Channel(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self._rend += nbytes
-        offset = self._parse(self._rbuf, self._rstart, self._rend)
-        if offset < 0:
-            self._rstart = self._rend = 0
-        elif offset == self._rend:  # the usual case: everything read was whole frames
+        offset = self._parse(self._rstart, self._rend)
+        if offset < 0 or offset == self._rend:  # a violation, or the usual case: everything read was whole frames
             self._rstart = self._rend = 0
         else:
             self._rstart = offset
@@ -443,9 +441,10 @@ class Channel(asyncio.BufferedProtocol):
             if self._violated:
                 return
 
-    def _parse(self, src: mmap.mmap, offset: int, size: int) -> int:
-        """Dispatch the whole frames in src[offset:size]; the offset after the last one, or -1 on a violation."""
-        view = memoryview(src)
+    def _parse(self, offset: int, size: int) -> int:
+        """Dispatch the whole frames in the read buffer's [offset:size]; the offset after the last one, or -1 on a
+        violation."""
+        src, view = self._rbuf, self._rview
         try:
             while size - offset >= HEADER.size:
                 ftype, _flags, stream, length = HEADER.unpack_from(src, offset)
@@ -458,10 +457,8 @@ class Channel(asyncio.BufferedProtocol):
                 offset = end
                 self._dispatch(ftype, stream, payload)
         except ProtocolViolation as exc:
-            view.release()
             self._violate(exc)
             return -1
-        view.release()
         return offset
 
     # -- dispatch ---------------------------------------------------------------------------------------------
@@ -493,7 +490,7 @@ class Channel(asyncio.BufferedProtocol):
             ref = _file_ref(payload)
             body = self._inbound.get(stream)
             if body is None:
-                if self._strict and stream > self.max_stream:
+                if stream > self.max_stream:
                     raise ProtocolViolation(f"FILE for stream {stream}, which was never opened")
                 self.charge_late(stream, FILE_COST)
                 return
@@ -554,11 +551,13 @@ class Channel(asyncio.BufferedProtocol):
             pending = self._pending  # a sender that never yields (FILE references of a whole file, sent in one
             pending.append(data)     # loop iteration) must not hold back what the peer could start on
             if len(pending) >= FLUSH_FRAMES:
-                self._transport.write(b"".join(pending))
-                pending.clear()
+                self._write_pending()
 
     def _flush(self) -> None:
         self._flush_handle = None
+        self._write_pending()
+
+    def _write_pending(self) -> None:
         pending = self._pending
         if not pending or self._transport is None or self.closed:
             pending.clear()

@@ -21,7 +21,7 @@ from yarl import URL
 
 from protoreg.audit import AuditLog
 from protoreg.broker import Broker
-from protoreg.cache import ResponseCache, freshness_lifetime
+from protoreg.cache import Collector, ResponseCache, freshness_lifetime
 from protoreg.errors import (
     ExtensionRevoked,
     HandlerError,
@@ -389,7 +389,7 @@ class Session:
 
     def _finish(self, entry: SchemeEntry, url: URL, status: int, rheaders: list[tuple[str, str]], stream: Any,
                 method: str, tainting: ResponseType, initiator: Origin | None, credentials: bool, timeout: float,
-                redirected: bool, keep: Any = None) -> FetchResponse:
+                redirected: bool, keep: Collector | None = None) -> FetchResponse:
         reg = self.registry
         origin = reg.origin(url)  # a registered scheme: trust follows from the origin alone
         common = {"url": url, "origin": origin, "secure_context": reg.is_potentially_trustworthy(origin),
@@ -406,8 +406,8 @@ class Session:
         out += _csp_items(_csp_policy_of(entry), rheaders)
         if method == "HEAD" or isinstance(stream, _NoStream):
             stream.abort()
-            return FetchResponse(status=status, headers=out, type=tainting, body=getattr(stream, "data", b"")
-                                 if method != "HEAD" else b"", **common)
+            return FetchResponse(status=status, headers=out, type=tainting,
+                                 body=stream.data if method != "HEAD" else b"", **common)
         return FetchResponse(status=status, headers=out, type=tainting, stream=stream, timeout=timeout,
                              collector=keep, **common)
 
@@ -416,6 +416,7 @@ class _NoStream:
     """Stands in for a worker stream when no worker was involved (uriTemplate redirects)."""
 
     body = None
+    data = b""
 
     def abort(self) -> None:
         pass
@@ -423,8 +424,6 @@ class _NoStream:
 
 class _Cached(_NoStream):
     """A body answered from the response cache."""
-
-    __slots__ = ("data",)
 
     def __init__(self, data: bytes) -> None:
         self.data = data

@@ -32,14 +32,16 @@ def plain_relative(path: object) -> bool:
         p not in ("", ".", "..") and "\0" not in p for p in path.split("/"))
 
 
-def read_verified(root: str | Path, ref: dict[str, Any], label: str = "the handler") -> bytes:
+def read_verified(root: str | Path, ref: dict[str, Any], extension: str | None = None) -> bytes:
     """The bytes ``ref`` names (``path`` relative to ``root``, ``sha256`` of the whole file, ``offset``,
-    ``length``); raises HandlerError (502) saying what was wrong. Blocking: the caller runs it in a thread."""
+    ``length``); raises HandlerError (502, naming ``extension``) saying what was wrong. Blocking: the caller runs
+    it in a thread."""
+    label = f"handler for {extension}" if extension else "the handler"
     path = ref["path"]
     parts = path.split("/")
     if not plain_relative(path):
         raise HandlerError(f"{label} named the file {path!r}: a body file must be a plain relative path inside its "
-                           "data dir (no '..', no leading '/')", status=502)
+                           "data dir (no '..', no leading '/')", status=502, extension=extension)
     fds: list[int] = []
     try:
         fds.append(os.open(root, _DIR_FLAGS))
@@ -48,7 +50,7 @@ def read_verified(root: str | Path, ref: dict[str, Any], label: str = "the handl
         fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=fds[-1])
     except OSError as exc:
         raise HandlerError(f"{label} named the body file {path!r} in its data dir, which can't be opened without "
-                           f"following a link ({exc.strerror})", status=502) from None
+                           f"following a link ({exc.strerror})", status=502, extension=extension) from None
     finally:
         for d in fds:
             os.close(d)
@@ -56,7 +58,7 @@ def read_verified(root: str | Path, ref: dict[str, Any], label: str = "the handl
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE:
             raise HandlerError(f"{label} named {path!r} as a body file: it is not a regular file of at most "
-                               f"{MAX_FILE} bytes", status=502)
+                               f"{MAX_FILE} bytes", status=502, extension=extension)
         data = b""
         while len(data) < st.st_size:  # a file that changes size while read is caught by the hash
             piece = os.read(fd, st.st_size - len(data) + 1)
@@ -67,9 +69,9 @@ def read_verified(root: str | Path, ref: dict[str, Any], label: str = "the handl
         os.close(fd)
     if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), ref["sha256"]):
         raise HandlerError(f"{label}'s body file {path!r} does not have the sha256 it named (the file is corrupt, or "
-                           "changed after it was named); nothing of it was sent", status=502)
+                           "changed after it was named); nothing of it was sent", status=502, extension=extension)
     offset, length = ref["offset"], ref["length"]
     if offset + length > len(data):
         raise HandlerError(f"{label} asked for bytes {offset}-{offset + length} of {path!r}, which holds "
-                           f"{len(data)}", status=502)
+                           f"{len(data)}", status=502, extension=extension)
     return data if offset == 0 and length == len(data) else data[offset:offset + length]

@@ -30,6 +30,7 @@ from protoreg.ipc import (
 )
 from protoreg.messages import check_header, check_status
 from protoreg.worker.config import WorkerConfig
+from protoreg.worker.files import read_verified
 
 __all__ = ["WorkerProcess", "WorkerStream"]
 
@@ -66,16 +67,6 @@ class WorkerStream:
 #: hashing. Measured on 2 vCPUs (64 MiB ipfs file in a loop): parent CPU per 64 MiB 118-144 ms with 1 thread,
 #: 120-137 with the default pool's 6, 94-97 with 2 (docs/benchmarks.md, bench/ipfs_read.py).
 FILE_READ_THREADS = 2
-
-
-def _read_verified(root: str, ref: dict[str, Any], label: str) -> bytes:
-    from protoreg.worker.files import read_verified
-
-    try:
-        return read_verified(root, ref, f"handler for {label}")
-    except HandlerError as exc:
-        exc.extension = label
-        raise
 
 
 def _exit_reason(code: int | None) -> str:
@@ -433,7 +424,7 @@ class WorkerProcess:
     def _read_file(self, ref: dict[str, Any]) -> asyncio.Future[bytes]:
         """The bytes a FILE frame names, read and verified in a thread (protoreg/worker/files.py): the executor's
         future itself, so that a block costs the loop no task of its own."""
-        return asyncio.get_running_loop().run_in_executor(self.file_reader, _read_verified, self.data_dir, ref,
+        return asyncio.get_running_loop().run_in_executor(self.file_reader, read_verified, self.data_dir, ref,
                                                           self.label)
 
     def _on_frame(self, ftype: int, sid: int, payload: bytes) -> None:

@@ -23,9 +23,7 @@ class BlockStore:
         self._root_text = str(self.root)
 
     def _path(self, cid: CID) -> Path:
-        # Keyed by multihash, so CIDv0 and CIDv1 share blocks. (stdlib base32: multibase.encode is slow.)
-        name = base64.b32encode(_hash_info(cid)[2]).decode().rstrip("=").lower()
-        return self.root / name[-3:-1] / name
+        return self.root / _relative(_hash_info(cid)[2])
 
     def has(self, cid: CID) -> bool:
         return is_identity(cid) or self._path(cid).exists()
@@ -75,8 +73,7 @@ class BlockStore:
         name, raw, full = _hash_info(cid)
         if name != "sha2-256":
             return None
-        key = base64.b32encode(full).decode().rstrip("=").lower()  # as _path, without building a Path per leaf
-        rel = f"{key[-3:-1]}/{key}"
+        rel = _relative(full)  # a str, not a Path: this runs once per leaf of every file read
         try:
             if os.stat(f"{self._root_text}/{rel}").st_size != size:
                 return None  # read here: the size check and the error are the reader's
@@ -90,3 +87,10 @@ class BlockStore:
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+def _relative(multihash: bytes) -> str:
+    """A block's path under the store's root. Keyed by multihash, so CIDv0 and CIDv1 share blocks. (stdlib base32:
+    multibase.encode is slow.)"""
+    name = base64.b32encode(multihash).decode().rstrip("=").lower()
+    return f"{name[-3:-1]}/{name}"
