@@ -76,8 +76,6 @@ class CachedResponse:
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes
-    vary: tuple[str, ...]  # lowercased request header names
-    vary_values: tuple[str, ...]
     expires: float  # time.monotonic()
     stored: float
 
@@ -166,7 +164,7 @@ class ResponseCache:
         """(may this request be answered from the cache, may its answer be stored)."""
         if method not in ("GET", "HEAD"):
             return False, False
-        lookup = store = True
+        lookup = True
         for name, value in headers:
             lower = name.lower()
             if lower in _BYPASS_HEADERS:
@@ -179,7 +177,7 @@ class ResponseCache:
                     lookup = False
             elif lower == "pragma" and "no-cache" in value.lower():
                 lookup = False
-        return lookup, store and method == "GET"
+        return lookup, method == "GET"
 
     def get(self, extension_id: str, url: str, origin: str,
             headers: Iterable[tuple[str, str]]) -> CachedResponse | None:
@@ -211,14 +209,14 @@ class ResponseCache:
         base = (extension_id, url, origin)
         found = self._variants.get(base)
         if found is not None and found[0] != vary:  # the handler changed what it varies on: start again
-            self.forget_url(base)
+            self._forget_url(base)
         now = time.monotonic()
         key = (*base, _header_values(request_headers, vary))
         self._drop(key)  # type: ignore[arg-type]
-        entry = CachedResponse(status, tuple(headers), body, vary, key[3], now + lifetime, now)  # type: ignore[misc]
+        entry = CachedResponse(status, tuple(headers), body, now + lifetime, now)
         self._entries[key] = entry  # type: ignore[index]
         self._variants.setdefault(base, [vary, 0])[1] += 1
-        self.size += self._cost(entry)
+        self.size += self._cost(key, entry)  # type: ignore[arg-type]
         while self.size > self.max_bytes and self._entries:
             self._drop(next(iter(self._entries)))
         return True
@@ -228,7 +226,7 @@ class ResponseCache:
         for key in [k for k in self._entries if k[0] == extension_id]:
             self._drop(key)
 
-    def forget_url(self, base: tuple[str, str, str]) -> None:
+    def _forget_url(self, base: tuple[str, str, str]) -> None:
         for key in [k for k in self._entries if k[:3] == base]:
             self._drop(key)
 
@@ -241,20 +239,18 @@ class ResponseCache:
         return {"entries": len(self._entries), "bytes": self.size, "max_bytes": self.max_bytes, "hits": self.hits,
                 "misses": self.misses}
 
-    def clear(self) -> None:
-        self._entries.clear()
-        self._variants.clear()
-        self.size = 0
-
     @staticmethod
-    def _cost(entry: CachedResponse) -> int:
-        return len(entry.body) + sum(len(n) + len(v) for n, v in entry.headers) + 256
+    def _cost(key: tuple[str, str, str, tuple[str, ...]], entry: CachedResponse) -> int:
+        """What an entry holds, its key included: whoever makes requests chooses URLs and header values, so many
+        small answers under long URLs must count against the cap as much as one large answer."""
+        return (len(entry.body) + sum(len(n) + len(v) for n, v in entry.headers) + len(key[1]) + len(key[2])
+                + sum(map(len, key[3])) + 256)
 
     def _drop(self, key: tuple[str, str, str, tuple[str, ...]]) -> None:
         entry = self._entries.pop(key, None)
         if entry is None:
             return
-        self.size -= self._cost(entry)
+        self.size -= self._cost(key, entry)
         found = self._variants.get(key[:3])  # type: ignore[call-overload]
         if found is not None:
             found[1] -= 1

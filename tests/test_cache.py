@@ -330,3 +330,15 @@ async def test_a_get_with_a_body_is_never_answered_from_or_stored_in_the_cache(c
     assert await first.text() == "v1" and len(cached.cache) == 0
     assert await (await cached.fetch("web+c://h/page")).text() == "v2"
     assert await (await cached.fetch("web+c://h/page", body=b"x")).text() == "v3"
+
+
+def test_long_urls_and_vary_values_count_against_the_cap():
+    """Requesters choose URLs and header values: a flood of tiny answers under 8 KB URLs must not outgrow the cap
+    (the key is part of what an entry costs)."""
+    cache = ResponseCache(max_bytes=1 << 20, max_entry=1024)
+    headers = [*IMMUTABLE, ("Vary", "Accept")]
+    for i in range(1000):
+        cache.put("e", f"x://h/{i:06d}?{'q' * 8000}", "", [("Accept", "a" * 4000)], 200, headers, b"")
+    assert 0 < cache.size <= 1 << 20 and len(cache) <= (1 << 20) // 12000
+    cache.forget("e")
+    assert cache.size == 0
